@@ -1,0 +1,223 @@
+package partlog
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/appliance/storage/flush"
+	"github.com/eddybroker/eddy/appliance/storage/segment"
+)
+
+// AppendResult says where a batch landed.
+type AppendResult struct {
+	BaseOffset int64
+	LastOffset int64
+	LogStart   int64
+}
+
+// Append assigns the next offsets to one validated batch, stamps its base
+// offset and leader epoch (the only bytes it changes, both outside the CRC),
+// writes it and, under the group flush policy, returns once it is durable.
+// The batch's bytes are taken over by the log.
+func (l *Log) Append(batch []byte, leaderEpoch int32) (AppendResult, error) {
+	w, res, err := l.appendNoWait(batch, leaderEpoch)
+	if err != nil {
+		return res, err
+	}
+	return res, l.waitDurable(w)
+}
+
+// AppendAsync is Append without waiting: it returns a function that waits
+// for durability, so a caller can append to many partitions and wait once.
+func (l *Log) AppendAsync(batch []byte, leaderEpoch int32) (AppendResult, func() error, error) {
+	w, res, err := l.appendNoWait(batch, leaderEpoch)
+	if err != nil {
+		return res, nil, err
+	}
+	return res, func() error { return l.waitDurable(w) }, nil
+}
+
+func (l *Log) appendNoWait(batch []byte, leaderEpoch int32) (*flush.Window, AppendResult, error) {
+	b := record.Batch(batch)
+	if len(b) < record.HeaderSize || b.Size() != len(b) {
+		return nil, AppendResult{}, l.errf("append to", fmt.Errorf("%w: not one whole batch", record.ErrCorrupt))
+	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.RLock()
+	base, failed, closed := l.mu.leo, l.mu.failed, l.mu.closed
+	l.mu.RUnlock()
+	if closed {
+		return nil, AppendResult{}, l.errf("append to", ErrClosed)
+	}
+	if failed != nil {
+		return nil, AppendResult{}, l.errf("append to", fmt.Errorf("%w, refusing appends until reopened: %w", ErrFailed, failed))
+	}
+	b.SetBaseOffset(base)
+	b.SetLeaderEpoch(leaderEpoch)
+	last := b.LastOffset()
+	if err := l.maybeRollLocked(len(b), last); err != nil {
+		return nil, AppendResult{}, err
+	}
+	seg := l.active()
+	if err := seg.Append(b, []segment.BatchInfo{{Base: base, Last: last, MaxTimestamp: b.MaxTimestamp()}}); err != nil {
+		// A failed write leaves the file as it was (the segment cuts a
+		// partial write back), so appends may go on once the cause is
+		// gone; only a failed cut-back leaves bytes we cannot account
+		// for.
+		if errors.Is(err, segment.ErrTorn) {
+			l.fail(err)
+		}
+		return nil, AppendResult{}, l.errf("append to", err)
+	}
+	l.mu.Lock()
+	l.mu.leo = last + 1
+	res := AppendResult{BaseOffset: base, LastOffset: last, LogStart: l.mu.logStart}
+	if l.committer.Mode() != flush.Group && !l.mu.externalHW {
+		l.setHWLocked(l.mu.leo)
+	}
+	l.mu.Unlock()
+	w, err := l.committer.Add(l, len(b))
+	if err != nil {
+		return nil, res, l.errf("append to", err)
+	}
+	return w, res, nil
+}
+
+func (l *Log) waitDurable(w *flush.Window) error {
+	if w == nil || l.committer.Mode() != flush.Group {
+		return nil
+	}
+	if err := w.Wait(l); err != nil {
+		return l.errf("append to", err)
+	}
+	return nil
+}
+
+// Flush makes everything appended so far durable; the group committer calls
+// it once per flush window. A failure poisons the log.
+func (l *Log) Flush() error {
+	l.mu.RLock()
+	if l.mu.failed != nil {
+		err := l.mu.failed
+		l.mu.RUnlock()
+		return fmt.Errorf("%w: %w", ErrFailed, err)
+	}
+	seg, end := l.active(), l.mu.leo
+	ok := seg.Ref()
+	l.mu.RUnlock()
+	if !ok {
+		return nil // deleted by truncation; its data is gone, not pending
+	}
+	err := seg.Sync()
+	seg.Unref()
+	if err != nil {
+		l.fail(err)
+		return err
+	}
+	l.mu.Lock()
+	if end > l.mu.durable {
+		l.mu.durable = end
+		if !l.mu.externalHW {
+			l.setHWLocked(end)
+		}
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// fail poisons the log.
+func (l *Log) fail(err error) {
+	l.mu.Lock()
+	if l.mu.failed == nil {
+		l.mu.failed = err
+	}
+	l.mu.Unlock()
+}
+
+// Failed returns the error that poisoned the log, or nil.
+func (l *Log) Failed() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mu.failed
+}
+
+func (l *Log) setHWLocked(hw int64) {
+	if hw == l.mu.hw {
+		return
+	}
+	l.mu.hw = hw
+	close(l.mu.hwCh)
+	l.mu.hwCh = make(chan struct{})
+}
+
+// maybeRollLocked rolls to a new segment when the batch does not belong in
+// the active one. Called with appendMu held.
+func (l *Log) maybeRollLocked(size int, last int64) error {
+	cfg := l.cfg.Load()
+	seg := l.active()
+	reason := seg.RollReason(size, last, cfg.SegmentBytes)
+	if reason == "" && cfg.SegmentMs > 0 && seg.Size() > 0 {
+		if first := seg.FirstTimestamp(); first >= 0 && l.now().UnixMilli()-first > cfg.SegmentMs.Milliseconds() {
+			reason = "age"
+		}
+	}
+	if reason == "" {
+		return nil
+	}
+	return l.rollLocked()
+}
+
+// Roll seals the active segment and starts a new one at the log end, if
+// the active segment holds anything.
+func (l *Log) Roll() error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if l.active().Size() == 0 {
+		return nil
+	}
+	return l.rollLocked()
+}
+
+// rollLocked seals the active segment (sync, index files), creates the next
+// one, syncs the directory and advances the recovery point.
+func (l *Log) rollLocked() error {
+	old := l.active()
+	l.mu.RLock()
+	next := l.mu.leo
+	l.mu.RUnlock()
+	if err := old.Seal(); err != nil {
+		if errors.Is(err, segment.ErrSync) {
+			l.fail(err)
+		} else if uerr := old.Unseal(); uerr != nil {
+			l.fail(uerr)
+		}
+		return l.errf("roll", err)
+	}
+	s, err := segment.Create(l.fsys, l.dir, next, l.cfg.Load().segOpts())
+	if err == nil {
+		err = l.fsys.SyncDir(l.dir)
+		if err != nil {
+			s.Delete()
+		}
+	}
+	if err != nil {
+		if uerr := old.Unseal(); uerr != nil {
+			l.fail(uerr)
+		}
+		return l.errf("roll", err)
+	}
+	l.mu.Lock()
+	l.mu.segs = append(l.mu.segs, s)
+	l.mu.recoveryPoint = next
+	cp := checkpoint{logStart: l.mu.logStart, recoveryPoint: next}
+	l.mu.Unlock()
+	if err := writeCheckpoint(l.fsys, l.dir, cp); err != nil {
+		// The roll stands (recovery would just scan one more segment),
+		// but a disk that cannot take a small file cannot take the
+		// batch either: report it.
+		return l.errf("roll", err)
+	}
+	return nil
+}
