@@ -95,6 +95,9 @@ func Open(fsys vfs.FS, cfg Config) (*Store, error) {
 	if err := fsys.MkdirAll(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("open data dir %s: %w", cfg.Dir, err)
 	}
+	if err := fsys.SyncDir(filepath.Dir(filepath.Clean(cfg.Dir))); err != nil {
+		return nil, fmt.Errorf("open data dir %s: %w", cfg.Dir, err)
+	}
 	s := &Store{fsys: fsys, cfg: cfg}
 	if lk, ok := fsys.(vfs.Locker); ok {
 		l, err := lk.Lock(filepath.Join(cfg.Dir, lockFile))
@@ -226,13 +229,8 @@ func (s *Store) DeleteLog(tp TopicPartition) error {
 func (s *Store) EnforceRetention() error {
 	now := s.cfg.Now().UnixMilli()
 	logs := s.Logs()
-	tps := make([]TopicPartition, 0, len(logs))
-	for tp := range logs {
-		tps = append(tps, tp)
-	}
-	sort.Slice(tps, func(i, j int) bool { return tps[i].String() < tps[j].String() })
 	var errs []error
-	for _, tp := range tps {
+	for _, tp := range sortedKeys(logs) {
 		if _, err := logs[tp].EnforceRetention(now); err != nil && !errors.Is(err, partlog.ErrClosed) {
 			errs = append(errs, err)
 		}
@@ -271,8 +269,8 @@ func (s *Store) Close() error {
 	// Flush and release every waiting append first, then close the logs.
 	s.committer.Close()
 	var errs []error
-	for _, l := range logs {
-		if err := l.Close(); err != nil {
+	for _, tp := range sortedKeys(logs) {
+		if err := logs[tp].Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -286,4 +284,19 @@ func (s *Store) Close() error {
 		s.lock.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// sortedKeys orders partitions by topic, then partition.
+func sortedKeys(logs map[TopicPartition]*partlog.Log) []TopicPartition {
+	tps := make([]TopicPartition, 0, len(logs))
+	for tp := range logs {
+		tps = append(tps, tp)
+	}
+	sort.Slice(tps, func(i, j int) bool {
+		if tps[i].Topic != tps[j].Topic {
+			return tps[i].Topic < tps[j].Topic
+		}
+		return tps[i].Partition < tps[j].Partition
+	})
+	return tps
 }

@@ -57,7 +57,7 @@ func (l *Log) appendNoWait(batch []byte, leaderEpoch int32) (*flush.Window, Appe
 	b.SetBaseOffset(base)
 	b.SetLeaderEpoch(leaderEpoch)
 	last := b.LastOffset()
-	if err := l.maybeRollLocked(len(b), last); err != nil {
+	if err := l.maybeRollLocked(len(b), last, b.MaxTimestamp()); err != nil {
 		return nil, AppendResult{}, err
 	}
 	seg := l.active()
@@ -154,12 +154,19 @@ func (l *Log) setHWLocked(hw int64) {
 
 // maybeRollLocked rolls to a new segment when the batch does not belong in
 // the active one. Called with appendMu held.
-func (l *Log) maybeRollLocked(size int, last int64) error {
+func (l *Log) maybeRollLocked(size int, last, maxTS int64) error {
 	cfg := l.cfg.Load()
 	seg := l.active()
 	reason := seg.RollReason(size, last, cfg.SegmentBytes)
 	if reason == "" && cfg.SegmentMs > 0 && seg.Size() > 0 {
-		if first := seg.FirstTimestamp(); first >= 0 && l.now().UnixMilli()-first > cfg.SegmentMs.Milliseconds() {
+		// As Kafka does: the age is the incoming batch's timestamp minus
+		// the first batch's, or wall time since the segment was created
+		// when the first batch carries none.
+		waited := l.now().UnixMilli() - l.activeCreated.Load()
+		if first := seg.FirstTimestamp(); first >= 0 {
+			waited = maxTS - first
+		}
+		if waited > cfg.SegmentMs.Milliseconds() {
 			reason = "age"
 		}
 	}
@@ -195,10 +202,14 @@ func (l *Log) rollLocked() error {
 		}
 		return l.errf("roll", err)
 	}
+	l.mu.RLock()
+	cp := checkpoint{logStart: l.mu.logStart, recoveryPoint: next}
+	l.mu.RUnlock()
+	// The checkpoint write syncs the directory, which also makes the new
+	// segment's file durable.
 	s, err := segment.Create(l.fsys, l.dir, next, l.cfg.Load().segOpts())
 	if err == nil {
-		err = l.fsys.SyncDir(l.dir)
-		if err != nil {
+		if err = writeCheckpoint(l.fsys, l.dir, cp); err != nil {
 			s.Delete()
 		}
 	}
@@ -208,16 +219,10 @@ func (l *Log) rollLocked() error {
 		}
 		return l.errf("roll", err)
 	}
+	l.activeCreated.Store(l.now().UnixMilli())
 	l.mu.Lock()
 	l.mu.segs = append(l.mu.segs, s)
 	l.mu.recoveryPoint = next
-	cp := checkpoint{logStart: l.mu.logStart, recoveryPoint: next}
 	l.mu.Unlock()
-	if err := writeCheckpoint(l.fsys, l.dir, cp); err != nil {
-		// The roll stands (recovery would just scan one more segment),
-		// but a disk that cannot take a small file cannot take the
-		// batch either: report it.
-		return l.errf("roll", err)
-	}
 	return nil
 }

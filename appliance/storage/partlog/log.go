@@ -114,7 +114,8 @@ type Log struct {
 	now       func() time.Time
 	cfg       atomic.Pointer[Config]
 
-	appendMu sync.Mutex // serialises appends, rolls, truncation, deletion, close
+	appendMu      sync.Mutex   // serialises appends, rolls, truncation, deletion, close
+	activeCreated atomic.Int64 // when the active segment was created or opened, Unix ms
 
 	mu struct {
 		sync.RWMutex
@@ -162,6 +163,7 @@ func Open(fsys vfs.FS, dir string, cfg Config, opts Options) (*Log, RecoveryRepo
 	}
 	c := cfg
 	l.cfg.Store(&c)
+	l.activeCreated.Store(l.now().UnixMilli())
 	l.mu.hwCh = make(chan struct{})
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, rep, l.errf("open", err)

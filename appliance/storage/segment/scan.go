@@ -222,7 +222,11 @@ func (s *Segment) ensureLoaded() error {
 		last := times[len(times)-1]
 		s.mu.maxTS, s.mu.maxTSOffset = last.ts, s.base+int64(last.rel)
 	}
-	sc := s.newScanner(from, size, false)
+	// The batches after the last index entry are few (an index interval
+	// and one batch); check them fully, so damage at the tail is found
+	// even after a clean shutdown.
+	sc := s.newScanner(from, size, true)
+	prevLast := s.base - 1
 	for {
 		b, n, err := sc.next()
 		if err == io.EOF {
@@ -232,6 +236,10 @@ func (s *Segment) ensureLoaded() error {
 			return fmt.Errorf("load segment %s: %w: %v", Name(s.base, ""), ErrCorrupt, err)
 		}
 		pos := sc.pos - n
+		if reason := s.checkStored(b, prevLast); reason != "" {
+			return fmt.Errorf("load segment %s: %w: position %d: %s", Name(s.base, ""), ErrCorrupt, pos, reason)
+		}
+		prevLast = b.LastOffset()
 		if pos == 0 {
 			s.mu.firstTS = b.MaxTimestamp()
 		}

@@ -60,7 +60,14 @@ const (
 	TailZeros
 	// TailGarbage extends the file with random bytes.
 	TailGarbage
+	// TailSectors keeps the whole unsynced length but only a random subset
+	// of its 64-byte sectors; the others read back as zeros, as when the
+	// disk wrote pages out of order.
+	TailSectors
 )
+
+// sectorSize is the granularity of TailSectors.
+const sectorSize = 64
 
 // Mem is an in-memory filesystem that models durability. See the package
 // documentation.
@@ -212,6 +219,14 @@ func tail(n *memNode, mode TailMode, rng *rand.Rand) []byte {
 		b := make([]byte, k)
 		for i := range b {
 			b[i] = byte(rng.Uint32())
+		}
+		return b
+	case TailSectors:
+		b := append([]byte(nil), unsynced...)
+		for i := 0; i < len(b); i += sectorSize {
+			if rng.IntN(2) == 0 {
+				clear(b[i:min(i+sectorSize, len(b))])
+			}
 		}
 		return b
 	}
