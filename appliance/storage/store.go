@@ -48,8 +48,12 @@ func ParseDirName(name string) (TopicPartition, bool) {
 	if i <= 0 {
 		return TopicPartition{}, false
 	}
-	p, err := strconv.ParseInt(name[i+1:], 10, 32)
-	if err != nil || p < 0 {
+	digits := name[i+1:]
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return TopicPartition{}, false
+	}
+	p, err := strconv.ParseInt(digits, 10, 32)
+	if err != nil {
 		return TopicPartition{}, false
 	}
 	return TopicPartition{Topic: name[:i], Partition: int32(p)}, true
