@@ -2,19 +2,21 @@
 //
 // Appends from every partition of a node are made durable together: an
 // append writes its bytes, marks its partition dirty with Add, and (in group
-// mode) waits for the window that covers it. The committer runs one flush at
-// a time; a flush syncs every partition that was dirty when it started, in
-// parallel, then releases that window's waiters with each partition's result.
+// mode) waits for the window that covers it. A flush syncs every partition
+// that was dirty when it started, in parallel, then releases that window's
+// waiters with each partition's result.
 //
-// A flush starts when something is pending and either max_batch_bytes are
-// waiting or max_delay has passed since the previous flush started. An idle
-// node therefore flushes a lone write at once, and a busy one syncs at most
-// once per max_delay unless enough bytes pile up to justify another sync.
-// While a flush runs, the next window fills.
+// When to flush: at once when no flush is running (an idle node adds no
+// delay), otherwise when the running flush ends, so writes arriving during a
+// sync share the next one. Two bounds keep a busy node from letting a window
+// grow without limit behind a slow sync: once the window's oldest write has
+// waited max_delay, or max_batch_bytes are waiting, another flush starts
+// beside the running one (up to max_inflight). A write therefore waits at
+// most max_delay for its flush to begin.
 //
-// Modes: group (acks wait for the flush), interval (acks do not wait; the
-// committer still flushes every max_delay) and os (no flushes; the page
-// cache decides, as Kafka does by default).
+// Modes: group (acks wait for the flush), interval (acks do not wait; dirty
+// partitions are flushed every max_delay) and os (no flushes; the page cache
+// decides, as Kafka does by default).
 package flush
 
 import (
@@ -63,8 +65,9 @@ func ParseMode(s string) (Mode, error) {
 // Config configures a Committer.
 type Config struct {
 	Mode            Mode
-	MaxDelay        time.Duration // default 2ms
-	MaxBatchBytes   int64         // default 1 MiB
+	MaxDelay        time.Duration // longest wait for a flush to start; default 2ms
+	MaxBatchBytes   int64         // bytes that start a flush beside a running one; default 1 MiB
+	MaxInflight     int           // concurrent flushes; default 2
 	SyncConcurrency int           // parallel syncs per flush; default 8
 }
 
@@ -114,6 +117,7 @@ type Committer struct {
 		sync.Mutex
 		pending map[Target]struct{}
 		bytes   int64
+		oldest  time.Time // when the first pending write arrived
 		window  *Window
 		closed  bool
 	}
@@ -131,6 +135,9 @@ func New(cfg Config) *Committer {
 	}
 	if cfg.SyncConcurrency <= 0 {
 		cfg.SyncConcurrency = 8
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 2
 	}
 	c := &Committer{cfg: cfg, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	c.mu.pending = map[Target]struct{}{}
@@ -158,6 +165,9 @@ func (c *Committer) Add(t Target, n int) (*Window, error) {
 	if c.mu.closed {
 		c.mu.Unlock()
 		return nil, ErrClosed
+	}
+	if len(c.mu.pending) == 0 {
+		c.mu.oldest = time.Now()
 	}
 	c.mu.pending[t] = struct{}{}
 	c.mu.bytes += int64(n)
@@ -196,56 +206,74 @@ func (c *Committer) Close() {
 
 func (c *Committer) run() {
 	defer close(c.done)
-	var lastStart time.Time
+	finished := make(chan struct{}, c.cfg.MaxInflight)
+	inflight := 0
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	start := func() {
+		inflight++
+		w, targets, bytes := c.swap()
+		go func() {
+			t0 := time.Now()
+			c.flush(w, targets, bytes)
+			c.lastSync.Store(int64(time.Since(t0)))
+			finished <- struct{}{}
+		}()
+	}
 	for {
-		// Wait until something is pending.
 		c.mu.Lock()
-		empty := len(c.mu.pending) == 0
+		n, bytes, oldest := len(c.mu.pending), c.mu.bytes, c.mu.oldest
 		c.mu.Unlock()
-		if empty {
-			select {
-			case <-c.kick:
+		var timeout <-chan time.Time
+		if n > 0 && inflight < c.cfg.MaxInflight {
+			switch wait := c.cfg.MaxDelay - time.Since(oldest); {
+			case c.cfg.Mode == Interval:
+				// Background flushing: every MaxDelay, one at a time.
+				if inflight == 0 && wait <= 0 {
+					start()
+					continue
+				}
+				if inflight == 0 {
+					timer.Reset(wait)
+					timeout = timer.C
+				}
+			case inflight == 0, wait <= 0, bytes >= c.cfg.MaxBatchBytes:
+				start()
 				continue
-			case <-c.stop:
-				c.flush() // anything added before Close
-				return
+			default:
+				timer.Reset(wait)
+				timeout = timer.C
 			}
 		}
-		// Respect the window: at most one flush per MaxDelay unless
-		// MaxBatchBytes are waiting (interval mode waits the full delay).
-		for {
-			c.mu.Lock()
-			bytes := c.mu.bytes
-			c.mu.Unlock()
-			wait := c.cfg.MaxDelay - time.Since(lastStart)
-			if wait <= 0 || (c.cfg.Mode == Group && bytes >= c.cfg.MaxBatchBytes) {
-				break
+		select {
+		case <-c.kick:
+		case <-finished:
+			inflight--
+		case <-timeout:
+		case <-c.stop:
+			for ; inflight > 0; inflight-- {
+				<-finished
 			}
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-c.kick:
-				timer.Stop()
-			case <-c.stop:
-				timer.Stop()
-				c.flush()
-				return
-			}
+			c.flush(c.swap()) // anything added before Close
+			return
 		}
-		lastStart = time.Now()
-		c.flush()
-		c.lastSync.Store(int64(time.Since(lastStart)))
+		if timeout != nil {
+			timer.Stop()
+		}
 	}
 }
 
-// flush syncs every pending target and completes the current window.
-func (c *Committer) flush() {
+// swap closes the gathering window and opens the next.
+func (c *Committer) swap() (*Window, map[Target]struct{}, int64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	w, targets, bytes := c.mu.window, c.mu.pending, c.mu.bytes
 	c.mu.window, c.mu.pending, c.mu.bytes = newWindow(), map[Target]struct{}{}, 0
-	c.mu.Unlock()
+	return w, targets, bytes
+}
+
+// flush syncs a window's targets and completes it.
+func (c *Committer) flush(w *Window, targets map[Target]struct{}, bytes int64) {
 	if len(targets) == 0 {
 		close(w.done)
 		return

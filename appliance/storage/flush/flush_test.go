@@ -25,7 +25,7 @@ func (t *target) Flush() error {
 
 func TestWindowsCoalesceWhileAFlushRuns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := New(Config{Mode: Group, MaxDelay: time.Microsecond})
+		c := New(Config{Mode: Group, MaxDelay: time.Second})
 		defer c.Close()
 		gate := make(chan struct{})
 		a := &target{name: "a", gate: gate}
@@ -61,28 +61,57 @@ func TestWindowsCoalesceWhileAFlushRuns(t *testing.T) {
 
 func TestMaxDelayAndMaxBatchBytes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := New(Config{Mode: Group, MaxDelay: time.Second, MaxBatchBytes: 1000})
+		c := New(Config{Mode: Group, MaxDelay: time.Second, MaxBatchBytes: 1000, MaxInflight: 2})
 		defer c.Close()
+		// An idle committer flushes at once.
 		a := &target{}
 		start := time.Now()
 		w, _ := c.Add(a, 1)
 		w.Wait(a)
-		if time.Since(start) != 0 {
-			t.Fatalf("an idle committer waited %v before flushing", time.Since(start))
+		if el := time.Since(start); el != 0 {
+			t.Fatalf("an idle committer waited %v before flushing", el)
 		}
-		// The next small write waits for the window: one flush per MaxDelay.
-		w, _ = c.Add(a, 1)
-		w.Wait(a)
+		// A slow flush: the next window waits for it, but no longer than
+		// MaxDelay, then a second flush starts beside it.
+		gate := make(chan struct{})
+		slow := &target{gate: gate}
+		c.Add(slow, 1)
+		synctest.Wait()
+		b := &target{}
+		start = time.Now()
+		w, _ = c.Add(b, 1)
+		<-time.After(time.Second - time.Millisecond)
+		synctest.Wait()
+		if b.syncs.Load() != 0 {
+			t.Fatal("the second window flushed before MaxDelay")
+		}
+		w.Wait(b)
 		if el := time.Since(start); el != time.Second {
-			t.Fatalf("second flush after %v, want exactly MaxDelay", el)
+			t.Fatalf("second window flushed after %v, want MaxDelay", el)
 		}
-		// Enough bytes flush at once.
-		mid := time.Now()
-		w, _ = c.Add(a, 1000)
-		w.Wait(a)
-		if el := time.Since(mid); el != 0 {
-			t.Fatalf("a full batch waited %v", el)
+		// MaxBatchBytes waiting start a flush at once (still beside the slow one).
+		d := &target{}
+		start = time.Now()
+		w, _ = c.Add(d, 1000)
+		w.Wait(d)
+		if el := time.Since(start); el != 0 {
+			t.Fatalf("a full window waited %v", el)
 		}
+		// With MaxInflight flushes stuck, a window waits for one to end.
+		gate2 := make(chan struct{})
+		slow2 := &target{gate: gate2}
+		c.Add(slow2, 1000)
+		synctest.Wait()
+		e := &target{}
+		w, _ = c.Add(e, 1000)
+		<-time.After(10 * time.Second)
+		synctest.Wait()
+		if e.syncs.Load() != 0 {
+			t.Fatal("a third concurrent flush started past MaxInflight")
+		}
+		close(gate)
+		w.Wait(e)
+		close(gate2)
 	})
 }
 

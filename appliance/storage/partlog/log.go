@@ -68,6 +68,7 @@ func DefaultConfig(name string) Config {
 		SegmentIndexBytes:  10 << 20,
 		RetentionMs:        7 * 24 * time.Hour,
 		RetentionBytes:     -1,
+		VerifyReads:        true,
 	}
 }
 

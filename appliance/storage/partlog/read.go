@@ -55,6 +55,11 @@ type ReadResult struct {
 // replica followers). An offset below the log start or beyond the LEO gets
 // ErrOffsetOutOfRange; an offset between the HW and the LEO reads nothing.
 func (l *Log) Read(offset int64, maxBytes int, uncommitted bool) (ReadResult, error) {
+	return l.ReadInto(nil, offset, maxBytes, uncommitted)
+}
+
+// ReadInto is Read into buf when buf is large enough (a pooled buffer).
+func (l *Log) ReadInto(buf []byte, offset int64, maxBytes int, uncommitted bool) (ReadResult, error) {
 	l.mu.RLock()
 	if l.mu.closed {
 		l.mu.RUnlock()
@@ -92,7 +97,7 @@ func (l *Log) Read(offset int64, maxBytes int, uncommitted bool) (ReadResult, er
 	// A segment may end in an offset gap left by compaction: then the
 	// data is in the next one.
 	for _, s := range held {
-		data, err := s.Read(offset, maxBytes, upTo)
+		data, err := s.Read(offset, maxBytes, upTo, buf)
 		if err != nil {
 			return res, l.errf("read", err)
 		}

@@ -27,6 +27,7 @@ func (s *Segment) locate(offset int64) (pos int64, hdr record.Batch, ok bool, er
 	}
 	s.mu.RUnlock()
 	sc := s.newScanner(start, size, false)
+	defer sc.release()
 	for {
 		b, n, err := sc.next()
 		if err == io.EOF {
@@ -46,8 +47,9 @@ func (s *Segment) locate(offset int64) (pos int64, hdr record.Batch, ok bool, er
 // Read returns whole batches starting with the one that holds offset (or the
 // first after it): at most maxBytes, but always at least one batch, and only
 // batches whose base offset is below upTo. It returns nil when the segment
-// holds nothing at or after offset below upTo.
-func (s *Segment) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
+// holds nothing at or after offset below upTo. The result uses buf when it
+// is large enough.
+func (s *Segment) Read(offset int64, maxBytes int, upTo int64, buf []byte) ([]byte, error) {
 	pos, first, ok, err := s.locate(offset)
 	if err != nil || !ok || first.BaseOffset() >= upTo {
 		return nil, err
@@ -55,7 +57,11 @@ func (s *Segment) Read(offset int64, maxBytes int, upTo int64) ([]byte, error) {
 	size := s.Size()
 	n := int64(max(maxBytes, first.Size()))
 	n = min(n, size-pos)
-	buf := make([]byte, n)
+	if int64(cap(buf)) >= n {
+		buf = buf[:n]
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := s.log.ReadAt(buf, pos); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read segment %s at %d: %w", Name(s.base, ""), pos, err)
 	}

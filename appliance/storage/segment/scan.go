@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/eddybroker/eddy/appliance/storage/vfs"
@@ -19,13 +20,36 @@ type scanner struct {
 	buf   []byte
 	bufAt int64 // file position of buf[0]
 	full  bool
+	chunk int
 	err   error
 }
 
-const scanChunk = 64 << 10
+// Read sizes: recovery and index rebuilds read big chunks of whole batches;
+// lookups only need a few headers near an index entry.
+const (
+	fullChunk   = 64 << 10
+	headerChunk = 4 << 10
+)
+
+var headerBufs = sync.Pool{New: func() any { b := make([]byte, headerChunk); return &b }}
 
 func (s *Segment) newScanner(from, end int64, full bool) *scanner {
-	return &scanner{s: s, end: end, pos: from, full: full}
+	sc := &scanner{s: s, end: end, pos: from, full: full, chunk: fullChunk}
+	if !full {
+		sc.chunk = headerChunk
+		sc.buf = (*headerBufs.Get().(*[]byte))[:0]
+	}
+	return sc
+}
+
+// release returns a header scanner's buffer to the pool; the scanner and
+// any header it returned must not be used afterwards.
+func (sc *scanner) release() {
+	if !sc.full && cap(sc.buf) == headerChunk {
+		b := sc.buf[:headerChunk]
+		headerBufs.Put(&b)
+	}
+	sc.buf = nil
 }
 
 // fill makes buf cover [pos, pos+need).
@@ -33,7 +57,7 @@ func (sc *scanner) fill(need int) bool {
 	if sc.pos >= sc.bufAt && sc.pos+int64(need) <= sc.bufAt+int64(len(sc.buf)) {
 		return true
 	}
-	n := max(need, scanChunk)
+	n := max(need, sc.chunk)
 	n = int(min(int64(n), sc.end-sc.pos))
 	if n < need {
 		return false

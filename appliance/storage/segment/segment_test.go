@@ -49,7 +49,7 @@ func TestSparseIndexAndLookup(t *testing.T) {
 		t.Fatalf("%d index entries for %d bytes at a 1000-byte interval (want about %d)", entries, total, want)
 	}
 	for o := int64(100); o < 200; o++ {
-		data, err := s.Read(o, 1, 1<<62)
+		data, err := s.Read(o, 1, 1<<62, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +126,7 @@ func TestRebuildIndexOfSealedSegment(t *testing.T) {
 	s2, _ := Open(vfs.OS, dir, 0, Options{IndexIntervalBytes: 200})
 	defer s2.Close()
 	for o := int64(0); o < 20; o++ {
-		data, err := s2.Read(o, 1, 1<<62)
+		data, err := s2.Read(o, 1, 1<<62, nil)
 		if err != nil || record.Batch(data).BaseOffset() != o {
 			t.Fatalf("read %d after index rebuild: %v", o, err)
 		}
