@@ -304,3 +304,9 @@ func sortedKeys(logs map[TopicPartition]*partlog.Log) []TopicPartition {
 	})
 	return tps
 }
+
+// FS returns the filesystem the store uses.
+func (s *Store) FS() vfs.FS { return s.fsys }
+
+// Dir returns the data directory.
+func (s *Store) Dir() string { return s.cfg.Dir }

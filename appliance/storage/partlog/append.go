@@ -150,6 +150,9 @@ func (l *Log) setHWLocked(hw int64) {
 	l.mu.hw = hw
 	close(l.mu.hwCh)
 	l.mu.hwCh = make(chan struct{})
+	if h := l.hooks.Load(); h != nil && h.OnHighWatermark != nil {
+		h.OnHighWatermark(hw)
+	}
 }
 
 // maybeRollLocked rolls to a new segment when the batch does not belong in
@@ -224,5 +227,8 @@ func (l *Log) rollLocked() error {
 	l.mu.segs = append(l.mu.segs, s)
 	l.mu.recoveryPoint = next
 	l.mu.Unlock()
+	if h := l.hooks.Load(); h != nil && h.OnRoll != nil {
+		h.OnRoll(next)
+	}
 	return nil
 }

@@ -115,7 +115,8 @@ type Log struct {
 	now       func() time.Time
 	cfg       atomic.Pointer[Config]
 
-	appendMu      sync.Mutex   // serialises appends, rolls, truncation, deletion, close
+	appendMu      sync.Mutex // serialises appends, rolls, truncation, deletion, close
+	hooks         atomic.Pointer[Hooks]
 	activeCreated atomic.Int64 // when the active segment was created or opened, Unix ms
 
 	mu struct {
@@ -129,9 +130,24 @@ type Log struct {
 		failed        error
 		closed        bool
 		hwCh          chan struct{} // closed and replaced when the HW moves
+		done          chan struct{} // closed by Close
 		externalHW    bool          // the HW is set by replication, not by flushes
 	}
 }
+
+// Hooks let the owner of a log follow it. They run synchronously and must
+// be quick.
+type Hooks struct {
+	// OnRoll runs after a roll, with the append lock held, so nothing has
+	// been appended to the new segment yet: state kept beside the log (such
+	// as producer state) is exactly as of nextBase.
+	OnRoll func(nextBase int64)
+	// OnHighWatermark runs after the HW moves, with the log's lock held.
+	OnHighWatermark func(hw int64)
+}
+
+// SetHooks installs hooks (replacing any earlier ones).
+func (l *Log) SetHooks(h Hooks) { l.hooks.Store(&h) }
 
 // Options are the collaborators of a Log.
 type Options struct {
@@ -166,6 +182,7 @@ func Open(fsys vfs.FS, dir string, cfg Config, opts Options) (*Log, RecoveryRepo
 	l.cfg.Store(&c)
 	l.activeCreated.Store(l.now().UnixMilli())
 	l.mu.hwCh = make(chan struct{})
+	l.mu.done = make(chan struct{})
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, rep, l.errf("open", err)
 	}
@@ -183,6 +200,13 @@ func Open(fsys vfs.FS, dir string, cfg Config, opts Options) (*Log, RecoveryRepo
 
 func (l *Log) errf(op string, err error) error {
 	return fmt.Errorf("%s partition %s: %w", op, l.cfg.Load().Name, err)
+}
+
+// Done returns a channel closed when the log closes.
+func (l *Log) Done() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.mu.done
 }
 
 // Name returns the partition's name.
@@ -441,6 +465,7 @@ func (l *Log) Close() error {
 	cp := checkpoint{logStart: l.mu.logStart, recoveryPoint: l.active().Base()}
 	close(l.mu.hwCh)
 	l.mu.hwCh = make(chan struct{})
+	close(l.mu.done)
 	l.mu.Unlock()
 	var errs []error
 	if failed == nil {

@@ -184,7 +184,7 @@ func TestOffsetForTimestampAndMaxTimestamp(t *testing.T) {
 		{1_000_004, 0, false},
 	}
 	for _, c := range cases {
-		off, found, err := l.OffsetForTimestamp(c.ts)
+		off, _, found, err := l.OffsetForTimestamp(c.ts)
 		if err != nil || found != c.found || (found && off != c.off) {
 			t.Errorf("timestamp %d: got %d %v %v, want %d %v", c.ts, off, found, err, c.off, c.found)
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/eddybroker/eddy/appliance/storage/segment"
 )
 
@@ -110,26 +111,26 @@ func (l *Log) ReadInto(buf []byte, offset int64, maxBytes int, uncommitted bool)
 }
 
 // OffsetForTimestamp returns the first offset below the HW whose record
-// timestamp is at least ts; found is false when there is none.
-func (l *Log) OffsetForTimestamp(ts int64) (offset int64, found bool, err error) {
+// timestamp is at least ts, with that record's timestamp; found is false
+// when there is none.
+func (l *Log) OffsetForTimestamp(ts int64) (offset, recordTS int64, found bool, err error) {
 	segs, off, release := l.refSegments()
 	defer release()
 	maxUnc := l.cfg.Load().MaxUncompressed
 	for _, s := range segs {
-		o, ok, err := s.FindTimestamp(ts, maxUnc)
+		o, rts, ok, err := s.FindTimestamp(ts, off.LogStart, maxUnc)
 		if err != nil {
-			return 0, false, l.errf("search", err)
+			return 0, 0, false, l.errf("search", err)
 		}
 		if !ok {
 			continue
 		}
-		o = max(o, off.LogStart)
 		if o >= off.HW {
-			return 0, false, nil
+			return 0, 0, false, nil
 		}
-		return o, true, nil
+		return o, rts, true, nil
 	}
-	return 0, false, nil
+	return 0, 0, false, nil
 }
 
 // MaxTimestamp returns the largest record timestamp below the HW and the
@@ -191,4 +192,21 @@ func (l *Log) SegmentCount() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.mu.segs)
+}
+
+// ScanHeaders calls fn with the header of every batch from the one holding
+// offset from up to the LEO, in order (used to rebuild producer state).
+// The header is valid only during the call.
+func (l *Log) ScanHeaders(from int64, fn func(hdr record.Batch) error) error {
+	segs, _, release := l.refSegments()
+	defer release()
+	for i, s := range segs {
+		if i+1 < len(segs) && segs[i+1].Base() <= from {
+			continue
+		}
+		if err := s.ScanHeaders(from, fn); err != nil {
+			return l.errf("scan", err)
+		}
+	}
+	return nil
 }

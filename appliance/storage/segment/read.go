@@ -92,11 +92,12 @@ func (s *Segment) Read(offset int64, maxBytes int, upTo int64, buf []byte) ([]by
 	return buf[:end], nil
 }
 
-// FindTimestamp returns the offset of the first record whose timestamp is at
-// least ts; found is false when the segment has none.
-func (s *Segment) FindTimestamp(ts int64, maxUncompressed int) (offset int64, found bool, err error) {
+// FindTimestamp returns the offset and timestamp of the first record at or
+// after offset from whose timestamp is at least ts; found is false when the
+// segment has none.
+func (s *Segment) FindTimestamp(ts, from int64, maxUncompressed int) (offset, recordTS int64, found bool, err error) {
 	if err := s.ensureLoaded(); err != nil {
-		return 0, false, err
+		return 0, 0, false, err
 	}
 	s.mu.RLock()
 	maxTS, size := s.mu.maxTS, s.mu.size
@@ -106,40 +107,37 @@ func (s *Segment) FindTimestamp(ts int64, maxUncompressed int) (offset int64, fo
 	}
 	s.mu.RUnlock()
 	if maxTS < ts {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	sc := s.newScanner(start, size, true)
 	for {
 		b, _, err := sc.next()
 		if err == io.EOF {
-			return 0, false, nil
+			return 0, 0, false, nil
 		}
 		if err != nil {
-			return 0, false, fmt.Errorf("search segment %s: %w: %v", Name(s.base, ""), ErrCorrupt, err)
+			return 0, 0, false, fmt.Errorf("search segment %s: %w: %v", Name(s.base, ""), ErrCorrupt, err)
 		}
-		if b.MaxTimestamp() < ts {
+		if b.MaxTimestamp() < ts || b.IsControl() || b.LastOffset() < from {
 			continue
 		}
-		if b.IsControl() {
-			continue
+		if b.Attributes()&record.AttrLogAppendTime != 0 {
+			// LogAppendTime batches carry one timestamp for all records.
+			return max(b.BaseOffset(), from), b.MaxTimestamp(), true, nil
 		}
 		found := false
 		err = b.EachRecord(maxUncompressed, func(r *record.Record) error {
-			if r.Timestamp >= ts {
-				offset, found = r.Offset, true
+			if r.Timestamp >= ts && r.Offset >= from {
+				offset, recordTS, found = r.Offset, r.Timestamp, true
 				return errStop
 			}
 			return nil
 		})
 		if err != nil && err != errStop {
-			return 0, false, fmt.Errorf("search segment %s: %w", Name(s.base, ""), err)
+			return 0, 0, false, fmt.Errorf("search segment %s: %w", Name(s.base, ""), err)
 		}
 		if found {
-			return offset, true, nil
-		}
-		if b.Attributes()&record.AttrLogAppendTime != 0 {
-			// LogAppendTime batches carry one timestamp for all records.
-			return b.BaseOffset(), true, nil
+			return offset, recordTS, true, nil
 		}
 	}
 }
@@ -211,4 +209,37 @@ func (s *Segment) TruncateTo(offset int64) (int64, error) {
 	next := s.mu.next
 	s.mu.Unlock()
 	return next, nil
+}
+
+// ScanHeaders calls fn with the header (the first record.HeaderSize bytes,
+// valid only during the call) of every batch whose last offset is at least
+// from, in order.
+func (s *Segment) ScanHeaders(from int64, fn func(hdr record.Batch) error) error {
+	if err := s.ensureLoaded(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	size := s.mu.size
+	start := int64(0)
+	if from > s.base {
+		start = floorOffset(s.mu.index, uint32(min(from-s.base, maxRel))-1)
+	}
+	s.mu.RUnlock()
+	sc := s.newScanner(start, size, false)
+	defer sc.release()
+	for {
+		b, _, err := sc.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("scan segment %s: %w: %v", Name(s.base, ""), ErrCorrupt, err)
+		}
+		if b.LastOffset() < from {
+			continue
+		}
+		if err := fn(b); err != nil {
+			return err
+		}
+	}
 }

@@ -79,7 +79,7 @@ func TestSparseIndexAndLookup(t *testing.T) {
 	if ts, off, _ := s2.MaxTimestamp(); ts != 491 || off != 199 {
 		t.Fatalf("max timestamp %d at %d", ts, off)
 	}
-	off, ok, err := s2.FindTimestamp(245, 0)
+	off, _, ok, err := s2.FindTimestamp(245, 0, 0)
 	if err != nil || !ok || off != 100+2*25 {
 		t.Fatalf("timestamp 245: %d %v %v", off, ok, err)
 	}

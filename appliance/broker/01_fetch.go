@@ -1,0 +1,102 @@
+package broker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/eddybroker/eddy/appliance/storage/partlog"
+	"github.com/eddybroker/eddy/transport/kafkawire"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// fetch reads whole batches below the high watermark. It answers at once
+// when min_bytes are available or a partition has an error; otherwise it
+// long-polls off the connection's reading goroutine until min_bytes arrive,
+// max_wait passes or the connection ends. Fetch sessions are not kept: the
+// response always carries session id 0, which clients treat as "full
+// fetches only".
+func (b *Broker) fetch(req *kafkawire.Request, r *kmsg.FetchRequest) kafkawire.Result {
+	ch := b.changed()
+	resp, n, failed := b.fetchOnce(r)
+	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
+	if failed || wait <= 0 || n >= int(r.MinBytes) {
+		return kafkawire.Result{Response: resp}
+	}
+	return kafkawire.Result{Later: func() kmsg.Response {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		for {
+			select {
+			case <-ch:
+			case <-timer.C:
+				resp, _, _ := b.fetchOnce(r)
+				return resp
+			case <-req.Ctx.Done():
+				return resp
+			}
+			ch = b.changed()
+			if resp, n, failed = b.fetchOnce(r); failed || n >= int(r.MinBytes) {
+				return resp
+			}
+		}
+	}}
+}
+
+// fetchOnce reads every requested partition once. It returns the response,
+// the record bytes in it, and whether any partition failed.
+func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
+	resp := r.ResponseKind().(*kmsg.FetchResponse)
+	maxBytes := int(r.MaxBytes)
+	if r.Version < 3 || maxBytes <= 0 {
+		maxBytes = 1<<31 - 1
+	}
+	total, failed := 0, false
+	for _, rt := range r.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic, st.TopicID = rt.Topic, rt.TopicID
+		var t *topic
+		var ok bool
+		if r.Version >= 13 {
+			t, ok = b.topicByID(rt.TopicID)
+		} else {
+			t, ok = b.topic(rt.Topic)
+		}
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			switch {
+			case !ok && r.Version >= 13:
+				sp.ErrorCode = codeUnknownTopicID
+			case !ok || rp.Partition < 0 || rp.Partition >= int32(len(t.parts)):
+				sp.ErrorCode = codeUnknownTopicOrPart
+			case rp.CurrentLeaderEpoch > leaderEpoch:
+				sp.ErrorCode = codeUnknownLeaderEpoch
+			default:
+				limit := min(int(rp.PartitionMaxBytes), maxBytes-total)
+				first := total == 0
+				res, err := t.parts[rp.Partition].log.Read(rp.FetchOffset, max(limit, 1), false)
+				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = res.HW, res.HW, res.LogStart
+				switch {
+				case err != nil:
+					sp.ErrorCode = storageErrorCode(err)
+					if !errors.Is(err, partlog.ErrOffsetOutOfRange) {
+						b.log.Warn("fetch failed", "partition", t.parts[rp.Partition].tp.String(), "err", err)
+					}
+				case len(res.Data) > limit && !first:
+					// Only the first partition with data may exceed the
+					// limits (KIP-74); the client comes back for this one.
+				default:
+					sp.RecordBatches = res.Data
+					total += len(res.Data)
+				}
+			}
+			if sp.ErrorCode != codeNone {
+				failed = true
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, total, failed
+}

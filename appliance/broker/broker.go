@@ -1,0 +1,279 @@
+// Package broker serves the Kafka protocol on top of Eddy's storage: one
+// file per API key (00_produce.go, 01_fetch.go, ...), the topic and
+// partition registry, idempotent-producer state and topic configs.
+//
+// Requests arrive through transport/kafkawire on the connection's reading
+// goroutine; a produce appends to every partition it names at once, then
+// waits for the group commit off that goroutine, so a connection keeps
+// several produce requests in flight in one flush window.
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eddybroker/eddy/appliance/metadata"
+	"github.com/eddybroker/eddy/appliance/storage"
+	"github.com/eddybroker/eddy/appliance/storage/partlog"
+	"github.com/eddybroker/eddy/transport/kafkawire"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Config configures a Broker.
+type Config struct {
+	NodeID int32
+	// Listeners maps a listener name ("kafka", "quic") to the host:port
+	// Metadata advertises to clients that arrived on it.
+	Listeners                map[string]string
+	AutoCreateTopics         bool
+	DefaultPartitions        int32
+	DefaultReplicationFactor int16
+	// TopicDefaults are the broker-level defaults of topic configs, by
+	// Kafka's names ("retention.ms", ...).
+	TopicDefaults map[string]string
+	// LogBase holds node-level storage settings every partition shares
+	// (CRC checks on read, preallocation chunk, decompression bound).
+	LogBase partlog.Config
+	// ValidateRecords walks every record of produced batches.
+	ValidateRecords bool
+	// ProducerIDExpiration forgets idle producers (Kafka's
+	// producer.id.expiration.ms); default one day.
+	ProducerIDExpiration time.Duration
+	Now                  func() time.Time
+	Logger               *slog.Logger
+}
+
+// Broker serves Kafka requests for one node.
+type Broker struct {
+	cfg   Config
+	store *storage.Store
+	meta  metadata.Store
+	log   *slog.Logger
+
+	mu struct {
+		sync.RWMutex
+		topics map[string]*topic
+		byID   map[[16]byte]*topic
+	}
+	notify struct {
+		sync.Mutex
+		ch chan struct{}
+	}
+	pids struct {
+		sync.Mutex
+		next, end int64
+	}
+	adminMu sync.Mutex // serialises topic creation, deletion and config changes
+}
+
+type topic struct {
+	meta  metadata.Topic
+	cfg   topicConfig
+	parts []*partition
+}
+
+var _ kafkawire.Handler = (*Broker)(nil)
+
+// New opens every partition the metadata names (creating missing logs,
+// rebuilding producer state) and removes logs of topics that no longer
+// exist.
+func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DefaultPartitions <= 0 {
+		cfg.DefaultPartitions = 1
+	}
+	if cfg.DefaultReplicationFactor <= 0 {
+		cfg.DefaultReplicationFactor = 1
+	}
+	if cfg.ProducerIDExpiration <= 0 {
+		cfg.ProducerIDExpiration = 24 * time.Hour
+	}
+	if cfg.LogBase.Name == "" && cfg.LogBase.SegmentBytes == 0 {
+		cfg.LogBase = partlog.DefaultConfig("")
+	}
+	b := &Broker{cfg: cfg, store: store, meta: meta, log: cfg.Logger}
+	b.mu.topics = map[string]*topic{}
+	b.mu.byID = map[[16]byte]*topic{}
+	b.notify.ch = make(chan struct{})
+	for _, mt := range meta.Topics() {
+		t, err := b.openTopic(mt)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		b.mu.topics[mt.Name] = t
+		b.mu.byID[mt.ID] = t
+	}
+	for tp := range store.Logs() {
+		t, ok := b.mu.topics[tp.Topic]
+		if !ok || tp.Partition >= int32(len(t.parts)) {
+			b.log.Warn("removing the log of a deleted topic", "partition", tp.String())
+			if err := store.DeleteLog(tp); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("remove orphan log %s: %w", tp, err)
+			}
+		}
+	}
+	return b, nil
+}
+
+// openTopic opens (creating as needed) the logs of a topic.
+func (b *Broker) openTopic(mt metadata.Topic) (*topic, error) {
+	tc, err := buildTopicConfig(mt.Name, b.cfg.LogBase, b.cfg.TopicDefaults, mt.Configs)
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: %w", mt.Name, err)
+	}
+	t := &topic{meta: mt, cfg: tc}
+	for i := int32(0); i < mt.Partitions; i++ {
+		p, err := b.openPartition(storage.TopicPartition{Topic: mt.Name, Partition: i}, tc)
+		if err != nil {
+			return nil, err
+		}
+		t.parts = append(t.parts, p)
+	}
+	return t, nil
+}
+
+// Close writes producer-state snapshots. The store is closed by its owner.
+func (b *Broker) Close() error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var errs []error
+	for _, t := range b.mu.topics {
+		for _, p := range t.parts {
+			if err := p.snapshot(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// wake tells long-polling fetches that some high watermark moved.
+func (b *Broker) wake() {
+	b.notify.Lock()
+	close(b.notify.ch)
+	b.notify.ch = make(chan struct{})
+	b.notify.Unlock()
+}
+
+// changed returns a channel closed at the next high-watermark move.
+func (b *Broker) changed() <-chan struct{} {
+	b.notify.Lock()
+	defer b.notify.Unlock()
+	return b.notify.ch
+}
+
+func (b *Broker) topic(name string) (*topic, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t, ok := b.mu.topics[name]
+	return t, ok
+}
+
+func (b *Broker) topicByID(id [16]byte) (*topic, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	t, ok := b.mu.byID[id]
+	return t, ok
+}
+
+func (b *Broker) partition(name string, idx int32) (*topic, *partition, bool) {
+	t, ok := b.topic(name)
+	if !ok || idx < 0 || idx >= int32(len(t.parts)) {
+		return t, nil, false
+	}
+	return t, t.parts[idx], true
+}
+
+// advertised returns the host and port clients of a listener should use.
+func (b *Broker) advertised(listener string) (string, int32) {
+	addr, ok := b.cfg.Listeners[listener]
+	if !ok {
+		for _, a := range b.cfg.Listeners {
+			addr = a
+			break
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, int32(p)
+}
+
+// allocateProducerID hands out producer ids from blocks reserved durably in
+// the metadata store.
+func (b *Broker) allocateProducerID() (int64, error) {
+	b.pids.Lock()
+	defer b.pids.Unlock()
+	if b.pids.next >= b.pids.end {
+		const block = 1000
+		first, err := b.meta.AllocateProducerIDs(block)
+		if err != nil {
+			return 0, err
+		}
+		b.pids.next, b.pids.end = first, first+block
+	}
+	id := b.pids.next
+	b.pids.next++
+	return id, nil
+}
+
+// Supported implements kafkawire.Handler.
+func (b *Broker) Supported(key, version int16) bool {
+	r, ok := apiVersions[key]
+	return ok && version >= r[0] && version <= r[1]
+}
+
+// Serve implements kafkawire.Handler.
+func (b *Broker) Serve(req *kafkawire.Request) kafkawire.Result {
+	switch body := req.Body.(type) {
+	case *kmsg.ApiVersionsRequest:
+		return now(b.apiVersions(req, body))
+	case *kmsg.MetadataRequest:
+		return now(b.metadata(req, body))
+	case *kmsg.ProduceRequest:
+		return b.produce(req, body)
+	case *kmsg.FetchRequest:
+		return b.fetch(req, body)
+	case *kmsg.ListOffsetsRequest:
+		return now(b.listOffsets(body))
+	case *kmsg.OffsetForLeaderEpochRequest:
+		return now(b.offsetForLeaderEpoch(body))
+	case *kmsg.InitProducerIDRequest:
+		return now(b.initProducerID(body))
+	case *kmsg.CreateTopicsRequest:
+		return now(b.createTopics(body))
+	case *kmsg.DeleteTopicsRequest:
+		return now(b.deleteTopics(body))
+	case *kmsg.CreatePartitionsRequest:
+		return now(b.createPartitions(body))
+	case *kmsg.DeleteRecordsRequest:
+		return now(b.deleteRecords(body))
+	case *kmsg.DescribeConfigsRequest:
+		return now(b.describeConfigs(body))
+	case *kmsg.AlterConfigsRequest:
+		return now(b.alterConfigs(body))
+	case *kmsg.IncrementalAlterConfigsRequest:
+		return now(b.incrementalAlterConfigs(body))
+	case *kmsg.DescribeClusterRequest:
+		return now(b.describeCluster(req, body))
+	}
+	// Supported() admitted it, so a case above must exist.
+	b.log.Error("no handler for a supported request", "key", req.Key, "version", req.Version)
+	return kafkawire.NoResponse
+}
+
+func now(r kmsg.Response) kafkawire.Result { return kafkawire.Result{Response: r} }

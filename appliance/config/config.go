@@ -1,0 +1,242 @@
+// Package config is the broker node's configuration: one Config struct, the
+// TOML schema it is read from, the built-in defaults and their validation.
+//
+// The defaults live in default.toml, embedded in the binary, so a node runs
+// with no file at all; the comment above each key there is its user
+// documentation, shown by Explain. Values are applied in layers, each
+// overriding the one before:
+//
+//	built-in < io-profile < file < env < flags
+//
+// and every leaf key remembers which layer set it (Source). Keys are dotted
+// paths such as "flush.max_delay"; the environment spells them
+// EDDY_FLUSH_MAX_DELAY (EnvKey). Validate reports every problem at once,
+// each as "key: problem".
+//
+// The schema is the Config struct itself: Set, Get and Keys walk its toml
+// struct tags by reflection, so adding a key means adding a field, its
+// line in default.toml, and (if needed) a rule in Validate. Other tags on a
+// field describe per-key rules:
+//
+//	enum:"a|b"       the allowed values of a string
+//	min, max         bounds of a number, size or duration
+//	forever:"true"   -1 is allowed and means forever / no limit
+//	addr:"listen"    host:port to listen on ("advertise": to tell clients)
+//	required:"true"  a string must not be empty
+//	reload:"hot"     a running node applies a new value on SIGHUP
+//
+// A Config is a plain value: it is not safe for concurrent mutation. A node
+// reloads by loading a new Config, comparing it with Diff, and swapping.
+package config
+
+import (
+	_ "embed"
+	"maps"
+	"strconv"
+	"strings"
+)
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// Source says which layer set a key's value.
+type Source int
+
+// The layers, from lowest to highest precedence.
+const (
+	BuiltIn   Source = iota // the embedded default.toml
+	IOProfile               // the io-profile derived from the host's disks
+	File                    // the configuration file
+	Env                     // an EDDY_* environment variable
+	Flag                    // a command-line flag
+)
+
+// String returns the name used in Explain and WriteTOML ("built-in", "env").
+func (s Source) String() string {
+	switch s {
+	case BuiltIn:
+		return "built-in"
+	case IOProfile:
+		return "io-profile"
+	case File:
+		return "file"
+	case Env:
+		return "env"
+	case Flag:
+		return "flag"
+	}
+	return "source(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Values of node.profile.
+const (
+	ProfileDev        = "dev"
+	ProfileProduction = "production"
+)
+
+// Values of topics.auto_create.
+const (
+	AutoCreateAuto  = "auto"
+	AutoCreateTrue  = "true"
+	AutoCreateFalse = "false"
+)
+
+// Config is the configuration of one broker node. Read the typed fields
+// directly; change them through Set so the source is recorded.
+type Config struct {
+	Node      Node      `toml:"node"`
+	Listeners Listeners `toml:"listeners"`
+	Admin     Admin     `toml:"admin"`
+	TLS       TLS       `toml:"tls"`
+	Kafka     Kafka     `toml:"kafka"`
+	Flush     Flush     `toml:"flush"`
+	Topics    Topics    `toml:"topics"`
+	Log       Log       `toml:"log"`
+	Logging   Logging   `toml:"logging"`
+
+	sources map[string]Source // key -> layer; absent means BuiltIn
+	origins map[string]string // key -> where exactly, e.g. "env EDDY_DATA_DIR"
+}
+
+// Node is the [node] section.
+type Node struct {
+	ID      int32  `toml:"id" min:"0"`
+	DataDir string `toml:"data_dir" required:"true"`
+	Profile string `toml:"profile" enum:"dev|production"`
+}
+
+// Listeners is the [listeners.*] sections.
+type Listeners struct {
+	Kafka KafkaListener `toml:"kafka"`
+	QUIC  QUICListener  `toml:"quic"`
+}
+
+// KafkaListener is the [listeners.kafka] section: Kafka over TCP.
+type KafkaListener struct {
+	Addr       string `toml:"addr" addr:"listen" required:"true"`
+	Advertised string `toml:"advertised" addr:"advertise"`
+}
+
+// QUICListener is the [listeners.quic] section. An empty Addr disables it.
+type QUICListener struct {
+	Addr                string   `toml:"addr" addr:"listen"`
+	Advertised          string   `toml:"advertised" addr:"advertise"`
+	HandshakeTimeout    Duration `toml:"handshake_timeout" min:"1ms"`
+	IdleTimeout         Duration `toml:"idle_timeout" min:"1ms"`
+	Keepalive           Duration `toml:"keepalive" min:"0"`
+	InitialStreamWindow Size     `toml:"initial_stream_window" min:"1"`
+	MaxStreamWindow     Size     `toml:"max_stream_window" min:"1"`
+	InitialConnWindow   Size     `toml:"initial_conn_window" min:"1"`
+	MaxConnWindow       Size     `toml:"max_conn_window" min:"1"`
+	MaxIncomingStreams  int64    `toml:"max_incoming_streams" min:"1"`
+	ShutdownGrace       Duration `toml:"shutdown_grace" min:"0"`
+}
+
+// Admin is the [admin] section. An empty Addr disables the admin API.
+type Admin struct {
+	Addr string `toml:"addr" addr:"listen"`
+}
+
+// TLS is the [tls] section. Empty files mean the node's local CA.
+type TLS struct {
+	CertFile string   `toml:"cert_file"`
+	KeyFile  string   `toml:"key_file"`
+	CAFile   string   `toml:"ca_file"`
+	Hosts    []string `toml:"hosts"`
+}
+
+// Kafka is the [kafka] section: the Kafka protocol front end.
+type Kafka struct {
+	MaxFrameSize       Size   `toml:"max_frame_size" min:"1KiB" max:"2147483647"`
+	MaxInflightPerConn int    `toml:"max_inflight_per_conn" min:"1"`
+	ValidateRecords    bool   `toml:"validate_records"`
+	ClusterID          string `toml:"cluster_id"`
+}
+
+// Flush is the [flush] section: group commit. All of it is reloadable.
+type Flush struct {
+	Mode            string   `toml:"mode" enum:"group|interval|os" reload:"hot"`
+	MaxDelay        Duration `toml:"max_delay" min:"1ns" reload:"hot"`
+	MaxBatchBytes   Size     `toml:"max_batch_bytes" min:"1" reload:"hot"`
+	MaxInflight     int      `toml:"max_inflight" min:"1" reload:"hot"`
+	SyncConcurrency int      `toml:"sync_concurrency" min:"1" reload:"hot"`
+}
+
+// Topics is the [topics] section: how topics are created.
+type Topics struct {
+	AutoCreate               string `toml:"auto_create" enum:"auto|true|false" reload:"hot"`
+	DefaultPartitions        int32  `toml:"default_partitions" min:"1"`
+	DefaultReplicationFactor int16  `toml:"default_replication_factor" min:"1"`
+}
+
+// Log is the [log] section: defaults for topic configs and the log cleaner.
+type Log struct {
+	SegmentBytes           Size     `toml:"segment_bytes" min:"75" max:"2147483647"`
+	SegmentMs              Duration `toml:"segment_ms" min:"1ms"`
+	RetentionMs            Duration `toml:"retention_ms" min:"1ms" forever:"true"`
+	RetentionBytes         Size     `toml:"retention_bytes" min:"1" forever:"true"`
+	IndexIntervalBytes     Size     `toml:"index_interval_bytes" min:"0" max:"2147483647"`
+	SegmentIndexBytes      Size     `toml:"segment_index_bytes" min:"12" max:"2147483647"`
+	CleanupPolicy          string   `toml:"cleanup_policy" enum:"delete|compact|compact,delete"`
+	MaxMessageBytes        Size     `toml:"max_message_bytes" min:"1" max:"2147483647"`
+	MessageTimestampType   string   `toml:"message_timestamp_type" enum:"CreateTime|LogAppendTime"`
+	PreallocateBytes       Size     `toml:"preallocate_bytes" min:"0"`
+	VerifyReads            bool     `toml:"verify_reads"`
+	RetentionCheckInterval Duration `toml:"retention_check_interval" min:"1ms" reload:"hot"`
+}
+
+// Logging is the [logging] section: the node's own logs.
+type Logging struct {
+	Level  string `toml:"level" enum:"debug|info|warn|error" reload:"hot"`
+	Format string `toml:"format" enum:"auto|text|json" reload:"hot"`
+}
+
+// AutoCreateTopics resolves topics.auto_create: "auto" means on in the dev
+// profile and off in production.
+func (c *Config) AutoCreateTopics() bool {
+	switch c.Topics.AutoCreate {
+	case AutoCreateTrue:
+		return true
+	case AutoCreateAuto:
+		return c.Node.Profile == ProfileDev
+	}
+	return false
+}
+
+// Clone returns a deep copy of c, sources included.
+func (c *Config) Clone() *Config {
+	d := *c
+	d.TLS.Hosts = append([]string(nil), c.TLS.Hosts...)
+	d.sources = maps.Clone(c.sources)
+	d.origins = maps.Clone(c.origins)
+	return &d
+}
+
+// Source returns the layer that set key; BuiltIn for keys never set and for
+// unknown keys.
+func (c *Config) Source(key string) Source { return c.sources[key] }
+
+// origin returns where key's value came from in detail ("env
+// EDDY_DATA_DIR", "file /etc/eddy/eddy.toml"), or the source's name.
+func (c *Config) origin(key string) string {
+	if o, ok := c.origins[key]; ok && o != "" {
+		return o
+	}
+	return c.Source(key).String()
+}
+
+// record notes that key was set by src from origin.
+func (c *Config) record(key string, src Source, origin string) {
+	if c.sources == nil {
+		c.sources = make(map[string]Source)
+		c.origins = make(map[string]string)
+	}
+	c.sources[key] = src
+	c.origins[key] = origin
+}
+
+// EnvKey returns the environment variable that sets key:
+// "flush.max_delay" -> "EDDY_FLUSH_MAX_DELAY".
+func EnvKey(key string) string {
+	return "EDDY_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}

@@ -1,0 +1,144 @@
+// Package kafkawire carries the Kafka protocol over a byte stream: a TCP
+// connection or one QUIC stream.
+//
+// A frame is an int32 size followed by that many bytes. A request frame
+// holds the request header (api key, api version, correlation id, nullable
+// client id, and tagged fields when the request is flexible) and the body;
+// a response frame holds the correlation id, an empty tagged-field section
+// when the response is flexible (never for ApiVersions, whose response
+// header is always v0), and the body. Bodies are decoded and encoded with
+// franz-go's kmsg; this package parses only the header.
+//
+// ServeConn reads requests in order, hands each to a Handler on the
+// reading goroutine (so per-connection order holds for produce), lets work
+// that must wait (a flush, a long poll) finish off that goroutine, and
+// writes responses strictly in request order, as Kafka clients require.
+package kafkawire
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ApiVersionsKey is the one request whose response header is always v0.
+const ApiVersionsKey = 18
+
+// Errors that end a connection.
+var (
+	ErrFrameTooLarge = errors.New("kafkawire: frame too large")
+	ErrBadFrame      = errors.New("kafkawire: malformed frame")
+	ErrUnknownKey    = errors.New("kafkawire: unknown api key")
+	ErrUnsupported   = errors.New("kafkawire: unsupported api version")
+)
+
+// ReadFrame reads one size-prefixed frame, refusing a size above max before
+// allocating anything for it.
+func ReadFrame(r io.Reader, max int) ([]byte, error) {
+	var sz [4]byte
+	if _, err := io.ReadFull(r, sz[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(sz[:]))
+	if n < 0 {
+		return nil, fmt.Errorf("%w: negative size %d", ErrBadFrame, n)
+	}
+	if int64(n) > int64(max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return buf, nil
+}
+
+// Header is a parsed request header.
+type Header struct {
+	Key           int16
+	Version       int16
+	CorrelationID int32
+	ClientID      *string
+}
+
+// ParseRequest parses a request frame: the header, then the body with kmsg
+// at the header's version. It returns ErrUnknownKey for a key kmsg does not
+// know (the header is still returned) and an ErrBadFrame error when the
+// header or body does not parse.
+func ParseRequest(frame []byte) (Header, kmsg.Request, error) {
+	r := kbin.Reader{Src: frame}
+	h := Header{Key: r.Int16(), Version: r.Int16(), CorrelationID: r.Int32()}
+	h.ClientID = r.NullableString()
+	if !r.Ok() {
+		return h, nil, fmt.Errorf("%w: short request header (%d bytes)", ErrBadFrame, len(frame))
+	}
+	req := kmsg.RequestForKey(h.Key)
+	if req == nil {
+		return h, nil, fmt.Errorf("%w %d", ErrUnknownKey, h.Key)
+	}
+	if h.Version < 0 || h.Version > req.MaxVersion() {
+		return h, req, fmt.Errorf("%w: %s v%d (this codec knows v0-v%d)", ErrUnsupported, kmsg.NameForKey(h.Key), h.Version, req.MaxVersion())
+	}
+	req.SetVersion(h.Version)
+	if req.IsFlexible() {
+		kmsg.SkipTags(&r)
+		if !r.Ok() {
+			return h, nil, fmt.Errorf("%w: bad tagged fields in the %s header", ErrBadFrame, kmsg.NameForKey(h.Key))
+		}
+	}
+	if err := req.ReadFrom(r.Src); err != nil {
+		return h, nil, fmt.Errorf("%w: %s v%d body: %v", ErrBadFrame, kmsg.NameForKey(h.Key), h.Version, err)
+	}
+	return h, req, nil
+}
+
+// AppendRequest encodes a request frame (used by tests and tools).
+func AppendRequest(dst []byte, corr int32, clientID *string, req kmsg.Request) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = kbin.AppendInt16(dst, req.Key())
+	dst = kbin.AppendInt16(dst, req.GetVersion())
+	dst = kbin.AppendInt32(dst, corr)
+	dst = kbin.AppendNullableString(dst, clientID)
+	if req.IsFlexible() {
+		dst = append(dst, 0)
+	}
+	dst = req.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// AppendResponse encodes a response frame for a request with key and
+// correlation id corr. The response's version must already be set.
+func AppendResponse(dst []byte, corr int32, resp kmsg.Response) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = kbin.AppendInt32(dst, corr)
+	if resp.IsFlexible() && resp.Key() != ApiVersionsKey {
+		dst = append(dst, 0)
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// ParseResponse decodes a response frame into resp (whose version must be
+// set) and returns the correlation id (used by tests and tools).
+func ParseResponse(frame []byte, resp kmsg.Response) (int32, error) {
+	r := kbin.Reader{Src: frame}
+	corr := r.Int32()
+	if resp.IsFlexible() && resp.Key() != ApiVersionsKey {
+		kmsg.SkipTags(&r)
+	}
+	if !r.Ok() {
+		return corr, fmt.Errorf("%w: short response header", ErrBadFrame)
+	}
+	return corr, resp.ReadFrom(r.Src)
+}

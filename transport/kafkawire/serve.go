@@ -1,0 +1,229 @@
+package kafkawire
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// ConnInfo describes the connection a request arrived on.
+type ConnInfo struct {
+	Listener string // the listener's name: "kafka" (TCP) or "quic"
+	Remote   net.Addr
+	Local    net.Addr
+}
+
+// Request is one decoded request.
+type Request struct {
+	Header
+	Body kmsg.Request
+	Conn *ConnInfo
+	// Ctx ends when the connection does; long polls watch it.
+	Ctx context.Context
+	// UnsupportedVersion marks an ApiVersions request at a version the
+	// handler does not serve: Body is then a v0 request, and the response
+	// goes out at v0, as the protocol asks.
+	UnsupportedVersion bool
+}
+
+// Result is a handler's answer to one request.
+type Result struct {
+	// Response is ready now.
+	Response kmsg.Response
+	// Later, when set, computes the response off the reading goroutine
+	// (waiting for a flush or a long poll); it keeps its place in order.
+	Later func() kmsg.Response
+}
+
+// NoResponse is the result of a request that gets no answer (acks=0).
+var NoResponse = Result{}
+
+// Handler serves requests. Serve is called on the connection's reading
+// goroutine, one request at a time in arrival order.
+type Handler interface {
+	// Supported reports whether key is served at version.
+	Supported(key, version int16) bool
+	Serve(req *Request) Result
+}
+
+// Config bounds a connection.
+type Config struct {
+	MaxFrameSize int          // largest request frame; default 100 MiB
+	MaxInflight  int          // requests read ahead of their responses; default 16
+	Logger       *slog.Logger // nil discards
+}
+
+type item struct {
+	hdr     Header
+	resp    kmsg.Response
+	done    chan struct{} // closed when a Later response is ready; nil otherwise
+	respond bool
+	v0      bool
+}
+
+// ServeConn serves one connection until the peer closes it, a protocol
+// error, or ctx ends. When ctx ends it stops reading, finishes and writes
+// the responses of requests already read, and returns nil. It returns an
+// error for a protocol violation (the caller closes the connection). It
+// does not close conn.
+func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg Config) error {
+	if cfg.MaxFrameSize <= 0 {
+		cfg.MaxFrameSize = 100 << 20
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 16
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	connCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	items := make(chan *item, cfg.MaxInflight)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var writeErr error
+	go func() {
+		defer wg.Done()
+		writeErr = writeLoop(conn, items)
+		if writeErr != nil {
+			cancel()
+			conn.SetReadDeadline(time.Now()) // unblock the reader
+		}
+	}()
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+
+	br := bufio.NewReaderSize(conn, 64<<10)
+	var err error
+	for {
+		var frame []byte
+		frame, err = ReadFrame(br, cfg.MaxFrameSize)
+		if err != nil {
+			break
+		}
+		var it *item
+		if it, err = dispatch(frame, &info, h, connCtx); err != nil {
+			break
+		}
+		if it != nil {
+			items <- it
+		}
+	}
+	// No more requests: long polls answer now with what they have; work
+	// that must finish (a produce waiting for its flush) still does.
+	cancel()
+	close(items)
+	wg.Wait()
+	switch {
+	case writeErr != nil:
+		return fmt.Errorf("write response to %v: %w", info.Remote, writeErr)
+	case ctx.Err() != nil, errors.Is(err, io.EOF):
+		return nil
+	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, ErrBadFrame), errors.Is(err, ErrUnknownKey), errors.Is(err, ErrUnsupported):
+		log.Warn("closing connection after a bad request", "remote", info.Remote, "listener", info.Listener, "err", err)
+		return fmt.Errorf("connection from %v: %w", info.Remote, err)
+	case isClosed(err):
+		return nil
+	default:
+		return fmt.Errorf("read request from %v: %w", info.Remote, err)
+	}
+}
+
+func isClosed(err error) bool {
+	var ne net.Error
+	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// dispatch parses a frame and runs the handler; a nil item means no
+// response is owed.
+func dispatch(frame []byte, info *ConnInfo, h Handler, ctx context.Context) (*item, error) {
+	hdr, body, err := ParseRequest(frame)
+	if hdr.Key == ApiVersionsKey && (errors.Is(err, ErrUnsupported) || (err == nil && !h.Supported(hdr.Key, hdr.Version))) {
+		// A client newer than us: answer at v0 with our versions.
+		body = &kmsg.ApiVersionsRequest{Version: 0}
+		req := &Request{Header: hdr, Body: body, Conn: info, Ctx: ctx, UnsupportedVersion: true}
+		res := h.Serve(req)
+		return &item{hdr: hdr, resp: res.Response, respond: true, v0: true}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !h.Supported(hdr.Key, hdr.Version) {
+		return nil, fmt.Errorf("%w: %s v%d is not served", ErrUnsupported, kmsg.NameForKey(hdr.Key), hdr.Version)
+	}
+	req := &Request{Header: hdr, Body: body, Conn: info, Ctx: ctx}
+	res := h.Serve(req)
+	switch {
+	case res.Later != nil:
+		it := &item{hdr: hdr, respond: true, done: make(chan struct{})}
+		go func() {
+			it.resp = res.Later()
+			close(it.done)
+		}()
+		return it, nil
+	case res.Response != nil:
+		return &item{hdr: hdr, resp: res.Response, respond: true}, nil
+	}
+	return nil, nil
+}
+
+// writeLoop writes responses in request order, batching writes while more
+// responses are ready.
+func writeLoop(conn net.Conn, items <-chan *item) error {
+	bw := bufio.NewWriterSize(conn, 64<<10)
+	var buf []byte
+	var failed error
+	for it := range items {
+		if failed != nil {
+			continue // drain so the reader never blocks
+		}
+		if it.done != nil {
+			select {
+			case <-it.done:
+			default:
+				// Send what is ready before waiting on a slow response.
+				if err := bw.Flush(); err != nil {
+					failed = err
+					continue
+				}
+				<-it.done
+			}
+		}
+		resp := it.resp
+		if resp == nil {
+			failed = fmt.Errorf("no response for %s", kmsg.NameForKey(it.hdr.Key))
+			continue
+		}
+		if it.v0 {
+			resp.SetVersion(0)
+		} else {
+			resp.SetVersion(it.hdr.Version)
+		}
+		buf = AppendResponse(buf[:0], it.hdr.CorrelationID, resp)
+		if _, err := bw.Write(buf); err != nil {
+			failed = err
+			continue
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin a large fetch response
+		}
+		if len(items) == 0 {
+			if err := bw.Flush(); err != nil {
+				failed = err
+			}
+		}
+	}
+	if failed == nil {
+		failed = bw.Flush()
+	}
+	return failed
+}

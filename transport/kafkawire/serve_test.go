@@ -1,0 +1,276 @@
+package kafkawire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// testHandler answers ApiVersions (v0-v4) and Metadata (v0-v12). A Metadata
+// request naming topic "slow" is answered later, when release is closed;
+// "none" gets no response at all.
+type testHandler struct {
+	release chan struct{}
+	served  chan string
+}
+
+func (h *testHandler) Supported(key, version int16) bool {
+	switch key {
+	case 18:
+		return version <= 4
+	case 3:
+		return version <= 12
+	}
+	return false
+}
+
+func (h *testHandler) Serve(req *Request) Result {
+	switch body := req.Body.(type) {
+	case *kmsg.ApiVersionsRequest:
+		resp := body.ResponseKind().(*kmsg.ApiVersionsResponse)
+		if req.UnsupportedVersion {
+			resp.ErrorCode = kerr.UnsupportedVersion.Code
+		}
+		resp.ApiKeys = append(resp.ApiKeys, kmsg.ApiVersionsResponseApiKey{ApiKey: 18, MaxVersion: 4}, kmsg.ApiVersionsResponseApiKey{ApiKey: 3, MaxVersion: 12})
+		return Result{Response: resp}
+	case *kmsg.MetadataRequest:
+		name := ""
+		if len(body.Topics) > 0 && body.Topics[0].Topic != nil {
+			name = *body.Topics[0].Topic
+		}
+		if h.served != nil {
+			h.served <- name
+		}
+		resp := body.ResponseKind().(*kmsg.MetadataResponse)
+		resp.Topics = []kmsg.MetadataResponseTopic{{Topic: &name}}
+		switch name {
+		case "slow":
+			return Result{Later: func() kmsg.Response { <-h.release; return resp }}
+		case "none":
+			return NoResponse
+		}
+		return Result{Response: resp}
+	}
+	return NoResponse
+}
+
+func metadataReq(topic string) *kmsg.MetadataRequest {
+	r := kmsg.NewPtrMetadataRequest()
+	r.Version = 9 // flexible
+	t := kmsg.NewMetadataRequestTopic()
+	t.Topic = &topic
+	r.Topics = append(r.Topics, t)
+	return r
+}
+
+func serve(t *testing.T, h Handler, cfg Config) (client net.Conn, ctx context.Context, cancel func(), done chan error) {
+	t.Helper()
+	a, b := net.Pipe()
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan error, 1)
+	go func() {
+		done <- ServeConn(ctx, b, ConnInfo{Listener: "test", Remote: b.RemoteAddr()}, h, cfg)
+		b.Close()
+	}()
+	t.Cleanup(func() { cancel(); a.Close() })
+	return a, ctx, cancel, done
+}
+
+func readResp(t *testing.T, r *bufio.Reader, resp kmsg.Response) int32 {
+	t.Helper()
+	frame, err := ReadFrame(r, 1<<20)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	corr, err := ParseResponse(frame, resp)
+	if err != nil {
+		t.Fatalf("parse response: %v", err)
+	}
+	return corr
+}
+
+func TestResponsesInRequestOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &testHandler{release: make(chan struct{})}
+		c, _, _, _ := serve(t, h, Config{})
+		var out []byte
+		for i, topic := range []string{"slow", "none", "fast"} {
+			out = AppendRequest(out, int32(i+1), nil, metadataReq(topic))
+		}
+		go c.Write(out)
+		r := bufio.NewReader(c)
+		got := make(chan int32, 2)
+		go func() {
+			for i := 0; i < 2; i++ {
+				resp := &kmsg.MetadataResponse{Version: 9}
+				got <- readResp(t, r, resp)
+			}
+		}()
+		synctest.Wait() // everything is blocked: "fast" is ready but waits behind "slow"
+		select {
+		case corr := <-got:
+			t.Fatalf("response %d overtook the slow request", corr)
+		default:
+		}
+		close(h.release)
+		if a, b := <-got, <-got; a != 1 || b != 3 {
+			t.Fatalf("responses in order %d, %d; want 1, 3 (2 gets none)", a, b)
+		}
+	})
+}
+
+func TestOversizedFrameRefusedBeforeAllocation(t *testing.T) {
+	c, _, _, done := serve(t, &testHandler{}, Config{MaxFrameSize: 1 << 20})
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], 1<<30) // 1 GiB announced, never sent
+	go c.Write(hdr[:])
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatalf("got %v, want ErrFrameTooLarge", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server waited for a 1 GiB body instead of refusing the size")
+	}
+}
+
+func TestUnknownKeyAndUnservedVersionCloseTheConnection(t *testing.T) {
+	for name, frame := range map[string][]byte{
+		"unknown key": func() []byte {
+			b := AppendRequest(nil, 1, nil, metadataReq("x"))
+			binary.BigEndian.PutUint16(b[4:], 999)
+			return b
+		}(),
+		"unserved version": AppendRequest(nil, 1, nil, &kmsg.MetadataRequest{Version: 13}),
+		"unserved key":     AppendRequest(nil, 1, nil, kmsg.NewPtrProduceRequest()),
+		"garbage body":     append([]byte{0, 0, 0, 9, 0, 3, 0, 9, 0, 0, 0, 1, 0xff}, make([]byte, 0)...)[:13],
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, _, _, done := serve(t, &testHandler{}, Config{})
+			go c.Write(frame)
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("connection ended without an error")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the connection stayed open")
+			}
+		})
+	}
+}
+
+func TestApiVersionsTooNewGetsV0(t *testing.T) {
+	c, _, _, _ := serve(t, &testHandler{}, Config{})
+	req := kmsg.NewPtrApiVersionsRequest()
+	req.Version = 4 // the handler serves 0-4; pretend the client asks for 4 but we patch it to 9
+	frame := AppendRequest(nil, 7, nil, req)
+	binary.BigEndian.PutUint16(frame[6:], 9)
+	go c.Write(frame)
+	resp := &kmsg.ApiVersionsResponse{Version: 0}
+	if corr := readResp(t, bufio.NewReader(c), resp); corr != 7 {
+		t.Fatalf("correlation id %d", corr)
+	}
+	if resp.ErrorCode != kerr.UnsupportedVersion.Code || len(resp.ApiKeys) != 2 {
+		t.Fatalf("got error %d with %d keys; want UNSUPPORTED_VERSION and our versions", resp.ErrorCode, len(resp.ApiKeys))
+	}
+}
+
+func TestShutdownFinishesInflightResponses(t *testing.T) {
+	h := &testHandler{release: make(chan struct{}), served: make(chan string, 2)}
+	c, _, cancel, done := serve(t, h, Config{})
+	go c.Write(AppendRequest(nil, 1, nil, metadataReq("slow")))
+	<-h.served
+	cancel() // shutdown while the response is pending
+	go func() { close(h.release) }()
+	resp := &kmsg.MetadataResponse{Version: 9}
+	if corr := readResp(t, bufio.NewReader(c), resp); corr != 1 || *resp.Topics[0].Topic != "slow" {
+		t.Fatalf("in-flight response lost: corr %d", corr)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("graceful shutdown returned %v", err)
+	}
+	// Nothing more is read after shutdown.
+	c.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write(AppendRequest(nil, 2, nil, metadataReq("x"))); err == nil {
+		t.Fatal("the server kept reading after shutdown")
+	}
+}
+
+func TestPeerCloseIsNotAnError(t *testing.T) {
+	c, _, _, done := serve(t, &testHandler{}, Config{})
+	go c.Write(AppendRequest(nil, 1, nil, metadataReq("x")))
+	readResp(t, bufio.NewReader(c), &kmsg.MetadataResponse{Version: 9})
+	c.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("peer close: %v", err)
+	}
+}
+
+// memConn is a net.Conn reading from fixed input and discarding writes.
+type memConn struct {
+	r io.Reader
+}
+
+func (c *memConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c *memConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c *memConn) Close() error                     { return nil }
+func (c *memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *memConn) SetDeadline(time.Time) error      { return nil }
+func (c *memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *memConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzServeConn feeds arbitrary bytes to a connection: the server must not
+// panic, and must end (with an error for anything malformed).
+func FuzzServeConn(f *testing.F) {
+	f.Add(AppendRequest(nil, 1, nil, metadataReq("x")))
+	f.Add(AppendRequest(nil, 2, nil, &kmsg.ApiVersionsRequest{Version: 3, ClientSoftwareName: "x", ClientSoftwareVersion: "1"}))
+	f.Add(append(AppendRequest(nil, 1, nil, metadataReq("slow")), AppendRequest(nil, 2, nil, metadataReq("none"))...))
+	f.Add([]byte{0, 0, 0, 4, 0, 18, 0, 0})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		h := &testHandler{release: closedCh}
+		err := ServeConn(context.Background(), &memConn{r: bytes.NewReader(in)}, ConnInfo{}, h, Config{MaxFrameSize: 1 << 16})
+		if err == nil && len(in) > 0 && !wellFormed(in) {
+			t.Fatalf("malformed input accepted without an error")
+		}
+	})
+}
+
+// wellFormed reports whether in is a sequence of frames that parse as
+// requests the test handler serves, possibly cut short at the end (a peer
+// that went away mid-frame is a closed connection, not a protocol error).
+func wellFormed(in []byte) bool {
+	h := &testHandler{}
+	for len(in) > 0 {
+		frame, err := ReadFrame(bytes.NewReader(in), 1<<16)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		in = in[4+len(frame):]
+		hdr, _, err := ParseRequest(frame)
+		if hdr.Key == ApiVersionsKey && (err == nil || errors.Is(err, ErrUnsupported)) {
+			continue
+		}
+		if err != nil || !h.Supported(hdr.Key, hdr.Version) {
+			return false
+		}
+	}
+	return true
+}
+
+var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
