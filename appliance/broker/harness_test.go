@@ -105,3 +105,22 @@ func ctxT(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// crash stops the node without any clean-shutdown work: no producer
+// snapshots, no index files, no clean-shutdown marker. What was flushed is
+// on disk; the rest is what the page cache holds, as after kill -9.
+func (n *testNode) crash() {
+	if n.srv == nil {
+		return
+	}
+	n.ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	n.srv.Shutdown(ctx) // stop accepting; do not wait
+	n.store.Abandon()
+	n.srv = nil
+}
+
+func storageTP(topic string, p int32) storage.TopicPartition {
+	return storage.TopicPartition{Topic: topic, Partition: p}
+}

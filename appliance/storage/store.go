@@ -259,6 +259,27 @@ func (s *Store) RunRetention(interval time.Duration, stop <-chan struct{}, onErr
 	}
 }
 
+// Abandon drops the store as a crash would (kill -9): pending flushes are
+// not done, nothing is synced or written, no clean-shutdown marker is left,
+// and the directory lock is released. Only tests use it.
+func (s *Store) Abandon() {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.closed = true
+	logs := s.mu.logs
+	s.mu.Unlock()
+	s.committer.Abandon()
+	for _, l := range logs {
+		l.Abandon()
+	}
+	if s.lock != nil {
+		s.lock.Close()
+	}
+}
+
 // Close closes every log, stops the committer and, when every log closed
 // cleanly, leaves the clean-shutdown marker so the next open skips recovery.
 func (s *Store) Close() error {

@@ -79,20 +79,26 @@ type Target interface {
 
 // Window is one flush: the set of targets dirty when it started.
 type Window struct {
-	done chan struct{}
-	errs map[Target]error
+	done    chan struct{}
+	errs    map[Target]error
+	failAll error
 }
 
 // Done is closed when the window's flush has finished.
 func (w *Window) Done() <-chan struct{} { return w.done }
 
 // Err returns t's flush result; call it after Done is closed.
-func (w *Window) Err(t Target) error { return w.errs[t] }
+func (w *Window) Err(t Target) error {
+	if w.failAll != nil {
+		return w.failAll
+	}
+	return w.errs[t]
+}
 
 // Wait blocks until the window is flushed and returns t's result.
 func (w *Window) Wait(t Target) error {
 	<-w.done
-	return w.errs[t]
+	return w.Err(t)
 }
 
 // ErrClosed is returned for appends added after Close.
@@ -108,10 +114,11 @@ type Stats struct {
 
 // Committer runs group commit for a node.
 type Committer struct {
-	cfg  Config
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	cfg     Config
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	abandon atomic.Bool // stop without the final flush
 
 	mu struct {
 		sync.Mutex
@@ -152,6 +159,12 @@ func New(cfg Config) *Committer {
 
 func newWindow() *Window { return &Window{done: make(chan struct{}), errs: map[Target]error{}} }
 
+// fail completes a window with err for every target.
+func (w *Window) fail(err error) {
+	w.failAll = err
+	close(w.done)
+}
+
 // Mode returns the committer's mode.
 func (c *Committer) Mode() Mode { return c.cfg.Mode }
 
@@ -187,6 +200,13 @@ func (c *Committer) Stats() Stats {
 
 // LastFlushDuration returns how long the most recent flush took.
 func (c *Committer) LastFlushDuration() time.Duration { return time.Duration(c.lastSync.Load()) }
+
+// Abandon stops the committer without flushing what is pending (a
+// simulated crash); waiting appends get ErrClosed.
+func (c *Committer) Abandon() {
+	c.abandon.Store(true)
+	c.Close()
+}
 
 // Close flushes what is pending and stops the committer.
 func (c *Committer) Close() {
@@ -253,6 +273,11 @@ func (c *Committer) run() {
 		case <-c.stop:
 			for ; inflight > 0; inflight-- {
 				<-finished
+			}
+			if c.abandon.Load() {
+				w, _, _ := c.swap()
+				w.fail(ErrClosed)
+				return
 			}
 			c.flush(c.swap()) // anything added before Close
 			return

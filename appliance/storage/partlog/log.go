@@ -490,6 +490,25 @@ func (l *Log) Close() error {
 	return nil
 }
 
+// Abandon drops the log as a crash would: files are closed with nothing
+// synced or written (no indexes, no checkpoint). Only tests use it.
+func (l *Log) Abandon() {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.mu.closed {
+		return
+	}
+	l.mu.closed = true
+	close(l.mu.hwCh)
+	l.mu.hwCh = make(chan struct{})
+	close(l.mu.done)
+	for _, s := range l.mu.segs {
+		s.Close()
+	}
+}
+
 // Delete closes the log and removes its directory (the topic is deleted).
 func (l *Log) Delete() error {
 	_ = l.Close() // the data is going away; a close error changes nothing

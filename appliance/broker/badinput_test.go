@@ -1,0 +1,202 @@
+package broker
+
+import (
+	"bufio"
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/transport/kafkawire"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// rawConn speaks the protocol by hand, for requests no client would send.
+type rawConn struct {
+	t    *testing.T
+	c    net.Conn
+	r    *bufio.Reader
+	corr int32
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	return &rawConn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+func (rc *rawConn) send(req kmsg.Request) {
+	rc.t.Helper()
+	rc.corr++
+	if _, err := rc.c.Write(kafkawire.AppendRequest(nil, rc.corr, nil, req)); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+func (rc *rawConn) roundTrip(req kmsg.Request) kmsg.Response {
+	rc.t.Helper()
+	rc.send(req)
+	frame, err := kafkawire.ReadFrame(rc.r, 64<<20)
+	if err != nil {
+		rc.t.Fatalf("read response to %s: %v", kmsg.NameForKey(req.Key()), err)
+	}
+	resp := req.ResponseKind()
+	corr, err := kafkawire.ParseResponse(frame, resp)
+	if err != nil || corr != rc.corr {
+		rc.t.Fatalf("parse response: corr %d (want %d): %v", corr, rc.corr, err)
+	}
+	return resp
+}
+
+func produceRaw(rc *rawConn, topic string, batch []byte) kmsg.ProduceResponseTopicPartition {
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp := rc.roundTrip(req).(*kmsg.ProduceResponse)
+	return resp.Topics[0].Partitions[0]
+}
+
+func goodBatch(t *testing.T, vals ...string) []byte {
+	recs := make([]record.Simple, len(vals))
+	for i, v := range vals {
+		recs[i] = record.Simple{Value: []byte(v)}
+	}
+	b, err := record.Build(record.BatchOptions{ProducerID: -1, BaseTimestamp: time.Now().UnixMilli()}, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestBadBatchesAreRejectedAndNothingIsAppended(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	if _, err := n.admin().CreateTopic(ctxT(t), 1, 1, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	rc := dialRaw(t, n.addr)
+	if sp := produceRaw(rc, "t", goodBatch(t, "a", "b")); sp.ErrorCode != 0 || sp.BaseOffset != 0 {
+		t.Fatalf("good batch: %+v", sp)
+	}
+	mutate := func(f func([]byte) []byte) []byte { return f(goodBatch(t, "x", "y", "z")) }
+	cases := []struct {
+		name string
+		b    []byte
+		want int16
+	}{
+		{"bad crc", mutate(func(b []byte) []byte { b[len(b)-1] ^= 0xff; return b }), kerr.CorruptMessage.Code},
+		{"length too long", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[8:], binary.BigEndian.Uint32(b[8:])+10); return b }), kerr.CorruptMessage.Code},
+		{"length too short", mutate(func(b []byte) []byte { binary.BigEndian.PutUint32(b[8:], binary.BigEndian.Uint32(b[8:])-10); return b }), kerr.CorruptMessage.Code},
+		{"truncated", mutate(func(b []byte) []byte { return b[:30] }), kerr.CorruptMessage.Code},
+		{"magic 0", mutate(func(b []byte) []byte { b[16] = 0; return b }), kerr.InvalidRecord.Code},
+		{"magic 1", mutate(func(b []byte) []byte { b[16] = 1; return b }), kerr.InvalidRecord.Code},
+		{"control batch", mutate(func(b []byte) []byte { b[22] |= record.AttrControl; record.Batch(b).UpdateCRC(); return b }), kerr.InvalidRecord.Code},
+		{"lying record count", mutate(func(b []byte) []byte {
+			binary.BigEndian.PutUint32(b[57:], 4)
+			binary.BigEndian.PutUint32(b[23:], 3)
+			record.Batch(b).UpdateCRC()
+			return b
+		}), kerr.InvalidRecord.Code},
+	}
+	for _, c := range cases {
+		sp := produceRaw(rc, "t", c.b)
+		if sp.ErrorCode != c.want || sp.ErrorMessage == nil {
+			t.Errorf("%s: error %d (%v), want %d with a message", c.name, sp.ErrorCode, sp.ErrorMessage, c.want)
+		}
+	}
+	// Nothing was appended: the next good batch lands right after the first.
+	if sp := produceRaw(rc, "t", goodBatch(t, "c")); sp.ErrorCode != 0 || sp.BaseOffset != 2 {
+		t.Fatalf("good batch after the bad ones: %+v", sp)
+	}
+	_, p, _ := n.broker.partition("t", 0)
+	if off := p.log.Offsets(); off.LEO != 3 {
+		t.Fatalf("log end %d, want 3", off.LEO)
+	}
+}
+
+func TestUnknownKeysAndBadFramesDoNotHurtTheBroker(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	frames := [][]byte{
+		func() []byte { // api key 999
+			b := kafkawire.AppendRequest(nil, 1, nil, kmsg.NewPtrMetadataRequest())
+			binary.BigEndian.PutUint16(b[4:], 999)
+			return b
+		}(),
+		kafkawire.AppendRequest(nil, 1, nil, &kmsg.JoinGroupRequest{Version: 5}),  // known to kmsg, not served
+		kafkawire.AppendRequest(nil, 1, nil, &kmsg.ProduceRequest{Version: 2}),    // below the served range
+		{0x7f, 0xff, 0xff, 0xff},                                                  // 2 GiB frame
+		{0, 0, 0, 6, 0, 3, 0, 9, 0, 0},                                            // truncated header
+		append([]byte{0, 0, 0, 12, 0, 3, 0, 12, 0, 0, 0, 1, 0, 0}, 0xff, 0xff), // garbage body
+	}
+	for i, f := range frames {
+		c, err := net.Dial("tcp", n.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.Write(f)
+		buf := make([]byte, 1)
+		if _, err := c.Read(buf); err == nil {
+			t.Errorf("frame %d: the broker answered instead of closing the connection", i)
+		}
+		c.Close()
+	}
+	// The broker still serves.
+	rc := dialRaw(t, n.addr)
+	resp := rc.roundTrip(kmsg.NewPtrApiVersionsRequest()).(*kmsg.ApiVersionsResponse)
+	if resp.ErrorCode != 0 || len(resp.ApiKeys) != len(apiVersions) {
+		t.Fatalf("after bad input: %+v", resp)
+	}
+}
+
+func TestApiVersionsAdvertisesExactlyWhatIsServed(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	rc := dialRaw(t, n.addr)
+	resp := rc.roundTrip(&kmsg.ApiVersionsRequest{Version: 3, ClientSoftwareName: "test", ClientSoftwareVersion: "1"}).(*kmsg.ApiVersionsResponse)
+	for _, k := range resp.ApiKeys {
+		want, ok := apiVersions[k.ApiKey]
+		if !ok || want != [2]int16{k.MinVersion, k.MaxVersion} {
+			t.Errorf("advertised %s v%d-%d, table has %v", kmsg.NameForKey(k.ApiKey), k.MinVersion, k.MaxVersion, want)
+		}
+	}
+	// Every advertised key at every advertised version gets an answer.
+	for key, vr := range apiVersions {
+		for v := vr[0]; v <= vr[1]; v++ {
+			req := kmsg.RequestForKey(key)
+			req.SetVersion(v)
+			if p, ok := req.(*kmsg.ProduceRequest); ok {
+				p.Acks = 1
+			}
+			if f, ok := req.(*kmsg.FetchRequest); ok {
+				f.MaxWaitMillis = 0
+			}
+			resp := rc.roundTrip(req)
+			if resp.Key() != key {
+				t.Fatalf("%s v%d answered with key %d", kmsg.NameForKey(key), v, resp.Key())
+			}
+		}
+	}
+	// A version newer than ours gets v0 with UNSUPPORTED_VERSION.
+	frame := kafkawire.AppendRequest(nil, 42, nil, &kmsg.ApiVersionsRequest{Version: 0})
+	binary.BigEndian.PutUint16(frame[6:], 99)
+	rc.c.Write(frame)
+	f, err := kafkawire.ReadFrame(rc.r, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v0 := &kmsg.ApiVersionsResponse{Version: 0}
+	if _, err := kafkawire.ParseResponse(f, v0); err != nil || v0.ErrorCode != kerr.UnsupportedVersion.Code || len(v0.ApiKeys) == 0 {
+		t.Fatalf("too-new ApiVersions: %+v %v", v0, err)
+	}
+}
