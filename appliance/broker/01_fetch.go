@@ -65,6 +65,7 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
+			sp.RecordBatches = []byte{} // empty, not null: librdkafka rejects a null record set
 			switch {
 			case !ok && r.Version >= 13:
 				sp.ErrorCode = codeUnknownTopicID
@@ -86,7 +87,7 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 				case len(res.Data) > limit && !first:
 					// Only the first partition with data may exceed the
 					// limits (KIP-74); the client comes back for this one.
-				default:
+				case res.Data != nil:
 					sp.RecordBatches = res.Data
 					total += len(res.Data)
 				}

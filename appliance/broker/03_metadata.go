@@ -25,7 +25,7 @@ func (b *Broker) metadata(req *kafkawire.Request, r *kmsg.MetadataRequest) kmsg.
 			names = append(names, mt.Name)
 		}
 	}
-	autoCreate := b.cfg.AutoCreateTopics && (r.Version < 4 || r.AllowAutoTopicCreation)
+	autoCreate := b.autoCreate.Load() && (r.Version < 4 || r.AllowAutoTopicCreation)
 	for _, rt := range r.Topics {
 		if rt.Topic == nil {
 			// v10+: by topic id.

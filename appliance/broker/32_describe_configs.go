@@ -148,7 +148,7 @@ func (b *Broker) brokerConfigs() []kmsg.DescribeConfigsResponseResourceConfig {
 	vals := map[string]string{
 		"broker.id":                  strconv.Itoa(int(b.cfg.NodeID)),
 		"node.id":                    strconv.Itoa(int(b.cfg.NodeID)),
-		"auto.create.topics.enable":  strconv.FormatBool(b.cfg.AutoCreateTopics),
+		"auto.create.topics.enable":  strconv.FormatBool(b.autoCreate.Load()),
 		"num.partitions":             strconv.Itoa(int(b.cfg.DefaultPartitions)),
 		"default.replication.factor": strconv.Itoa(int(b.cfg.DefaultReplicationFactor)),
 		"log.dirs":                   b.store.Dir(),

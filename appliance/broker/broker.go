@@ -15,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddybroker/eddy/appliance/metadata"
@@ -68,7 +69,8 @@ type Broker struct {
 		sync.Mutex
 		next, end int64
 	}
-	adminMu sync.Mutex // serialises topic creation, deletion and config changes
+	adminMu    sync.Mutex // serialises topic creation, deletion and config changes
+	autoCreate atomic.Bool
 }
 
 type topic struct {
@@ -102,6 +104,7 @@ func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error)
 		cfg.LogBase = partlog.DefaultConfig("")
 	}
 	b := &Broker{cfg: cfg, store: store, meta: meta, log: cfg.Logger}
+	b.autoCreate.Store(cfg.AutoCreateTopics)
 	b.mu.topics = map[string]*topic{}
 	b.mu.byID = map[[16]byte]*topic{}
 	b.notify.ch = make(chan struct{})
@@ -158,6 +161,9 @@ func (b *Broker) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// SetAutoCreateTopics turns topic auto-creation on or off (a hot setting).
+func (b *Broker) SetAutoCreateTopics(on bool) { b.autoCreate.Store(on) }
 
 // wake tells long-polling fetches that some high watermark moved.
 func (b *Broker) wake() {

@@ -114,7 +114,8 @@ type Stats struct {
 
 // Committer runs group commit for a node.
 type Committer struct {
-	cfg     Config
+	cfg     Config                 // as created; Mode never changes
+	tune    atomic.Pointer[Config] // the live bounds (Reconfigure)
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
@@ -146,7 +147,9 @@ func New(cfg Config) *Committer {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 2
 	}
+	cfg.MaxInflight = min(cfg.MaxInflight, 64)
 	c := &Committer{cfg: cfg, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	c.tune.Store(&cfg)
 	c.mu.pending = map[Target]struct{}{}
 	c.mu.window = newWindow()
 	if cfg.Mode == OS {
@@ -163,6 +166,24 @@ func newWindow() *Window { return &Window{done: make(chan struct{}), errs: map[T
 func (w *Window) fail(err error) {
 	w.failAll = err
 	close(w.done)
+}
+
+// Reconfigure changes the bounds of a running committer: MaxDelay,
+// MaxBatchBytes, MaxInflight (at most 64) and SyncConcurrency. The mode
+// cannot change while appends are in flight; a different mode is an error.
+func (c *Committer) Reconfigure(cfg Config) error {
+	if cfg.Mode != c.cfg.Mode {
+		return fmt.Errorf("flush mode %s cannot change to %s without a restart", c.cfg.Mode, cfg.Mode)
+	}
+	if cfg.MaxDelay <= 0 || cfg.MaxBatchBytes <= 0 || cfg.MaxInflight <= 0 || cfg.MaxInflight > 64 || cfg.SyncConcurrency <= 0 {
+		return fmt.Errorf("flush bounds out of range: %+v", cfg)
+	}
+	c.tune.Store(&cfg)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return nil
 }
 
 // Mode returns the committer's mode.
@@ -226,7 +247,7 @@ func (c *Committer) Close() {
 
 func (c *Committer) run() {
 	defer close(c.done)
-	finished := make(chan struct{}, c.cfg.MaxInflight)
+	finished := make(chan struct{}, 64) // more than any MaxInflight
 	inflight := 0
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -244,9 +265,10 @@ func (c *Committer) run() {
 		c.mu.Lock()
 		n, bytes, oldest := len(c.mu.pending), c.mu.bytes, c.mu.oldest
 		c.mu.Unlock()
+		tune := c.tune.Load()
 		var timeout <-chan time.Time
-		if n > 0 && inflight < c.cfg.MaxInflight {
-			switch wait := c.cfg.MaxDelay - time.Since(oldest); {
+		if n > 0 && inflight < tune.MaxInflight {
+			switch wait := tune.MaxDelay - time.Since(oldest); {
 			case c.cfg.Mode == Interval:
 				// Background flushing: every MaxDelay, one at a time.
 				if inflight == 0 && wait <= 0 {
@@ -257,7 +279,7 @@ func (c *Committer) run() {
 					timer.Reset(wait)
 					timeout = timer.C
 				}
-			case inflight == 0, wait <= 0, bytes >= c.cfg.MaxBatchBytes:
+			case inflight == 0, wait <= 0, bytes >= tune.MaxBatchBytes:
 				start()
 				continue
 			default:
@@ -304,7 +326,7 @@ func (c *Committer) flush(w *Window, targets map[Target]struct{}, bytes int64) {
 		return
 	}
 	var mu sync.Mutex
-	sem := make(chan struct{}, c.cfg.SyncConcurrency)
+	sem := make(chan struct{}, c.tune.Load().SyncConcurrency)
 	var wg sync.WaitGroup
 	for t := range targets {
 		if len(targets) == 1 {

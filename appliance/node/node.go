@@ -1,0 +1,492 @@
+// Package node is the one driver of an Eddy node: it recovers storage,
+// opens the metadata, starts the broker, binds the Kafka (TCP), QUIC and
+// admin listeners, runs the retention schedule, reloads hot settings and
+// shuts everything down in order. Everything else in appliance/ is a part
+// it wires together.
+//
+// Start order: storage recovery, metadata, broker, TLS identity, then the
+// listeners; the node is ready only when all are up. Shutdown order: stop
+// accepting, let connections finish the requests they have read, then
+// snapshot producer state, flush, close the logs and leave the
+// clean-shutdown marker.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eddybroker/eddy/appliance/admin"
+	"github.com/eddybroker/eddy/appliance/broker"
+	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/eddybroker/eddy/appliance/metadata"
+	"github.com/eddybroker/eddy/appliance/storage"
+	"github.com/eddybroker/eddy/appliance/storage/flush"
+	"github.com/eddybroker/eddy/appliance/storage/partlog"
+	"github.com/eddybroker/eddy/appliance/storage/vfs"
+	"github.com/eddybroker/eddy/transport/kafkawire"
+	"github.com/eddybroker/eddy/transport/quic"
+	"github.com/eddybroker/eddy/transport/tlsid"
+)
+
+// Listener names, as requests see them.
+const (
+	ListenerKafka = "kafka"
+	ListenerQUIC  = "quic"
+)
+
+// Options are the node's collaborators.
+type Options struct {
+	Logger   *slog.Logger
+	LogLevel *slog.LevelVar // adjusted on reload; may be nil
+	Version  string
+	// Status, if set, hears progress lines (for sd_notify STATUS=).
+	Status func(string)
+}
+
+// Node is a running node.
+type Node struct {
+	cfg   atomic.Pointer[config.Config]
+	opts  Options
+	log   *slog.Logger
+	dir   string
+	store *storage.Store
+	meta  *metadata.Local
+	brk   *broker.Broker
+	ident *tlsid.Identity
+
+	kafkaLn   net.Listener
+	kafkaSrv  *kafkawire.Server
+	quicSrv   *quic.Server
+	quicKafka *kafkawire.Server
+	adminSrv  *http.Server
+	adminLn   net.Listener
+
+	ready      atomic.Bool
+	notReady   atomic.Value // string: why not ready
+	retention  chan struct{}
+	stopOnce   sync.Once
+	background sync.WaitGroup
+	cleanStart bool
+}
+
+// Start recovers storage and starts serving. It returns once every
+// listener is bound and the node is ready.
+func Start(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Status == nil {
+		opts.Status = func(string) {}
+	}
+	n := &Node{opts: opts, log: opts.Logger, dir: cfg.Node.DataDir, retention: make(chan struct{})}
+	n.cfg.Store(cfg)
+	n.notReady.Store("starting")
+	if err := n.start(ctx, cfg); err != nil {
+		n.abort()
+		return nil, err
+	}
+	n.ready.Store(true)
+	n.notReady.Store("")
+	n.opts.Status("ready")
+	n.log.Info("eddy is ready", "node", cfg.Node.ID, "kafka", n.KafkaAddr(), "quic", n.QUICAddr(), "admin", n.AdminAddr(), "data", n.dir)
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context, cfg *config.Config) error {
+	if err := os.MkdirAll(n.dir, 0o755); err != nil {
+		return fmt.Errorf("create data dir %s: %w", n.dir, err)
+	}
+	// The admin API comes up first, so /readyz can say "recovering".
+	if cfg.Admin.Addr != "" {
+		if err := n.startAdmin(cfg.Admin.Addr); err != nil {
+			return err
+		}
+	}
+	n.notReady.Store("recovering storage")
+	n.opts.Status("recovering storage")
+	st, err := storage.Open(vfs.OS, storage.Config{
+		Dir:   filepath.Join(n.dir, "logs"),
+		Flush: flushConfig(cfg),
+		Progress: func(done, total int, tp storage.TopicPartition, rep partlog.RecoveryReport) {
+			msg := fmt.Sprintf("recovering %d/%d partitions", done, total)
+			n.notReady.Store(msg)
+			n.opts.Status(msg)
+			if rep.TruncatedBytes > 0 || rep.DeletedSegments > 0 {
+				n.log.Warn("recovered a damaged log tail", "partition", tp.String(), "truncated_bytes", rep.TruncatedBytes, "deleted_segments", rep.DeletedSegments, "reasons", rep.Reasons)
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("open storage: %w", err)
+	}
+	n.store = st
+	n.cleanStart = st.WasClean()
+	if n.meta, err = metadata.OpenLocal(vfs.OS, filepath.Join(n.dir, "meta"), cfg.Kafka.ClusterID); err != nil {
+		return err
+	}
+	if n.ident, err = tlsid.Load(tlsid.Options{
+		Dir: filepath.Join(n.dir, "tls"), Hosts: tlsHosts(cfg),
+		CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, CAFile: cfg.TLS.CAFile,
+	}); err != nil {
+		return fmt.Errorf("tls identity: %w", err)
+	}
+
+	// Bind the listeners before the broker exists, so Metadata can
+	// advertise the bound ports (port 0 in tests).
+	listeners := map[string]string{}
+	if addr := cfg.Listeners.Kafka.Addr; addr != "" {
+		if n.kafkaLn, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("listen on listeners.kafka.addr %s: %w", addr, err)
+		}
+		listeners[ListenerKafka] = advertise(cfg.Listeners.Kafka.Advertised, n.kafkaLn.Addr())
+	}
+	var udp net.PacketConn
+	if addr := cfg.Listeners.QUIC.Addr; addr != "" {
+		if udp, err = net.ListenPacket("udp", addr); err != nil {
+			return fmt.Errorf("listen on listeners.quic.addr %s: %w", addr, err)
+		}
+		listeners[ListenerQUIC] = advertise(cfg.Listeners.QUIC.Advertised, udp.LocalAddr())
+	}
+	n.notReady.Store("opening partitions")
+	n.brk, err = broker.New(brokerConfig(cfg, listeners, n.log), st, n.meta)
+	if err != nil {
+		if udp != nil {
+			udp.Close()
+		}
+		return err
+	}
+	wcfg := kafkawire.Config{MaxFrameSize: int(cfg.Kafka.MaxFrameSize), MaxInflight: cfg.Kafka.MaxInflightPerConn, Logger: n.log}
+	if n.kafkaLn != nil {
+		n.kafkaSrv = kafkawire.NewServer(ListenerKafka, n.brk, wcfg)
+		n.goServe("kafka listener", func() error { return n.kafkaSrv.Serve(context.Background(), n.kafkaLn) })
+	}
+	if udp != nil {
+		q := cfg.Listeners.QUIC
+		n.quicSrv, err = quic.NewServer(udp, n.ident.ServerConfig(), quic.Config{
+			HandshakeTimeout: q.HandshakeTimeout.D(), IdleTimeout: q.IdleTimeout.D(), KeepAlivePeriod: q.Keepalive.D(),
+			InitialStreamWindow: uint64(q.InitialStreamWindow), MaxStreamWindow: uint64(q.MaxStreamWindow),
+			InitialConnWindow: uint64(q.InitialConnWindow), MaxConnWindow: uint64(q.MaxConnWindow),
+			MaxIncomingStreams: q.MaxIncomingStreams, ShutdownGrace: q.ShutdownGrace.D(),
+			StatelessResetKeyFile: filepath.Join(n.dir, "tls", "quic-reset.key"),
+			Logger:                n.log,
+		})
+		if err != nil {
+			udp.Close()
+			return fmt.Errorf("quic listener: %w", err)
+		}
+		n.quicKafka = kafkawire.NewServer(ListenerQUIC, n.brk, wcfg)
+		n.quicSrv.Handle(quic.ALPNKafka, quic.StreamHandler(func(ctx context.Context, c net.Conn) {
+			n.quicKafka.ServeConn(c)
+		}))
+		n.goServe("quic listener", func() error { return n.quicSrv.Serve(context.Background()) })
+	}
+	n.background.Add(1)
+	go n.runRetention()
+	return ctx.Err()
+}
+
+// goServe runs a listener's serve loop and logs how it ended.
+func (n *Node) goServe(what string, serve func() error) {
+	n.background.Add(1)
+	go func() {
+		defer n.background.Done()
+		if err := serve(); err != nil && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			n.log.Error(what+" stopped", "err", err)
+		}
+	}()
+}
+
+func (n *Node) startAdmin(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on admin.addr %s: %w", addr, err)
+	}
+	n.adminLn = ln
+	n.adminSrv = &http.Server{Handler: admin.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+	n.goServe("admin listener", func() error {
+		if err := n.adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+// runRetention deletes expired segments every log.retention_check_interval
+// (re-read each round, so a reload applies).
+func (n *Node) runRetention() {
+	defer n.background.Done()
+	for {
+		t := time.NewTimer(n.cfg.Load().Log.RetentionCheckInterval.D())
+		select {
+		case <-n.retention:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if err := n.store.EnforceRetention(); err != nil {
+			n.log.Warn("retention pass failed on some partitions; they are retried next pass", "err", err)
+		}
+	}
+}
+
+// Ready implements admin.Source.
+func (n *Node) Ready() (bool, string) {
+	if n.ready.Load() {
+		return true, ""
+	}
+	why, _ := n.notReady.Load().(string)
+	return false, why
+}
+
+// Status implements admin.Source.
+func (n *Node) Status() admin.Status {
+	ok, why := n.Ready()
+	st := admin.Status{NodeID: n.cfg.Load().Node.ID, Version: n.opts.Version, Ready: ok, Reason: why, DataDir: n.dir, CleanStart: n.cleanStart}
+	if n.meta != nil {
+		st.ClusterID = n.meta.ClusterID()
+		for _, t := range n.meta.Topics() {
+			st.Topics++
+			st.Partitions += int(t.Partitions)
+		}
+	}
+	return st
+}
+
+// KafkaAddr returns the bound Kafka TCP address ("" when disabled).
+func (n *Node) KafkaAddr() string { return addrOf(n.kafkaLn) }
+
+// QUICAddr returns the bound QUIC UDP address ("" when disabled).
+func (n *Node) QUICAddr() string {
+	if n.quicSrv == nil {
+		return ""
+	}
+	return n.quicSrv.Addr().String()
+}
+
+// AdminAddr returns the bound admin HTTP address ("" when disabled).
+func (n *Node) AdminAddr() string { return addrOf(n.adminLn) }
+
+// Identity returns the node's TLS identity.
+func (n *Node) Identity() *tlsid.Identity { return n.ident }
+
+// Broker returns the broker (for tests and tools in the same process).
+func (n *Node) Broker() *broker.Broker { return n.brk }
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// Shutdown drains and stops the node: listeners stop accepting, open
+// connections finish the requests they have read (bounded by ctx), then
+// producer state is snapshotted, logs are flushed and closed, and the
+// clean-shutdown marker is written.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	n.stopOnce.Do(func() {
+		n.ready.Store(false)
+		n.notReady.Store("shutting down")
+		n.opts.Status("shutting down")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, s := range []*kafkawire.Server{n.kafkaSrv, n.quicKafka} {
+			if s != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := s.Shutdown(ctx); err != nil {
+						mu.Lock()
+						errs = append(errs, fmt.Errorf("drain %s connections: %w", s.Listener, err))
+						mu.Unlock()
+					}
+				}()
+			}
+		}
+		wg.Wait()
+		if n.quicSrv != nil {
+			if err := n.quicSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("quic shutdown: %w", err))
+			}
+		}
+		close(n.retention)
+		errs = append(errs, n.closeStorage()...)
+		if n.adminSrv != nil {
+			n.adminSrv.Shutdown(ctx)
+		}
+		n.background.Wait()
+		n.log.Info("eddy stopped", "clean", len(errs) == 0)
+	})
+	return errors.Join(errs...)
+}
+
+func (n *Node) closeStorage() []error {
+	var errs []error
+	if n.brk != nil {
+		if err := n.brk.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errs
+}
+
+// abort undoes a failed Start.
+func (n *Node) abort() {
+	if n.kafkaSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.kafkaSrv.Shutdown(ctx)
+		cancel()
+	} else if n.kafkaLn != nil {
+		n.kafkaLn.Close()
+	}
+	if n.quicSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		n.quicSrv.Shutdown(ctx)
+		cancel()
+	}
+	select {
+	case <-n.retention:
+	default:
+		close(n.retention)
+	}
+	n.closeStorage()
+	if n.adminSrv != nil {
+		n.adminSrv.Close()
+	}
+	n.background.Wait()
+}
+
+// Reload applies the hot settings of next (flush bounds, logging level,
+// retention interval, topic auto-creation) and reports the changed keys
+// that need a restart.
+func (n *Node) Reload(next *config.Config) (applied, needRestart []string, err error) {
+	if err := next.Validate(); err != nil {
+		return nil, nil, err
+	}
+	cur := n.cfg.Load()
+	for _, key := range config.Diff(cur, next) {
+		if !config.Reloadable(key) || key == "flush.mode" {
+			needRestart = append(needRestart, key)
+			continue
+		}
+		applied = append(applied, key)
+	}
+	fc := flushConfig(next)
+	fc.Mode = n.store.Committer().Mode() // a mode change waits for a restart
+	if err := n.store.Committer().Reconfigure(fc); err != nil {
+		return nil, nil, err
+	}
+	if n.opts.LogLevel != nil {
+		n.opts.LogLevel.Set(ParseLevel(next.Logging.Level))
+	}
+	n.brk.SetAutoCreateTopics(next.AutoCreateTopics())
+	merged := cur.Clone()
+	for _, key := range applied {
+		v, _ := next.Get(key)
+		if err := merged.Set(key, v, next.Source(key)); err != nil {
+			return nil, nil, err
+		}
+	}
+	n.cfg.Store(merged)
+	return applied, needRestart, nil
+}
+
+// Config returns the configuration in effect.
+func (n *Node) Config() *config.Config { return n.cfg.Load() }
+
+func flushConfig(cfg *config.Config) flush.Config {
+	mode, _ := flush.ParseMode(cfg.Flush.Mode) // Validate checked it
+	return flush.Config{
+		Mode: mode, MaxDelay: cfg.Flush.MaxDelay.D(), MaxBatchBytes: cfg.Flush.MaxBatchBytes.Int64(),
+		MaxInflight: cfg.Flush.MaxInflight, SyncConcurrency: cfg.Flush.SyncConcurrency,
+	}
+}
+
+func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Logger) broker.Config {
+	l := cfg.Log
+	ms := func(d config.Duration) string {
+		if d.IsForever() {
+			return "-1"
+		}
+		return strconv.FormatInt(d.D().Milliseconds(), 10)
+	}
+	base := partlog.DefaultConfig("")
+	base.VerifyReads = l.VerifyReads
+	base.PreallocateBytes = l.PreallocateBytes.Int64()
+	base.MaxUncompressed = max(int(cfg.Kafka.MaxFrameSize), 64<<20)
+	defaults := map[string]string{
+		"segment.bytes":          strconv.FormatInt(l.SegmentBytes.Int64(), 10),
+		"segment.ms":             ms(l.SegmentMs),
+		"retention.ms":           ms(l.RetentionMs),
+		"retention.bytes":        strconv.FormatInt(l.RetentionBytes.Int64(), 10),
+		"index.interval.bytes":   strconv.FormatInt(l.IndexIntervalBytes.Int64(), 10),
+		"segment.index.bytes":    strconv.FormatInt(l.SegmentIndexBytes.Int64(), 10),
+		"cleanup.policy":         l.CleanupPolicy,
+		"max.message.bytes":      strconv.FormatInt(l.MaxMessageBytes.Int64(), 10),
+		"message.timestamp.type": l.MessageTimestampType,
+		"preallocate":            strconv.FormatBool(l.PreallocateBytes > 0),
+	}
+	return broker.Config{
+		NodeID:                   cfg.Node.ID,
+		Listeners:                listeners,
+		AutoCreateTopics:         cfg.AutoCreateTopics(),
+		DefaultPartitions:        cfg.Topics.DefaultPartitions,
+		DefaultReplicationFactor: cfg.Topics.DefaultReplicationFactor,
+		TopicDefaults:            defaults,
+		LogBase:                  base,
+		ValidateRecords:          cfg.Kafka.ValidateRecords,
+		Logger:                   log,
+	}
+}
+
+// advertise returns the configured advertised address, or the bound one
+// with a wildcard host replaced by the machine's name.
+func advertise(configured string, bound net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return bound.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// tlsHosts are the names the node certificate must cover: the configured
+// extra hosts and the advertised hosts.
+func tlsHosts(cfg *config.Config) []string {
+	hosts := append([]string(nil), cfg.TLS.Hosts...)
+	for _, a := range []string{cfg.Listeners.QUIC.Advertised, cfg.Listeners.QUIC.Addr} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	return hosts
+}

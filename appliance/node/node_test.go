@@ -1,0 +1,230 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// testConfig is the default config on loopback ports the kernel picks and a
+// temporary data directory.
+func testConfig(t testing.TB, dir string) *config.Config {
+	t.Helper()
+	cfg := config.Default()
+	for k, v := range map[string]string{
+		"node.data_dir":                 dir,
+		"listeners.kafka.addr":          "127.0.0.1:0",
+		"listeners.quic.addr":           "127.0.0.1:0",
+		"admin.addr":                    "127.0.0.1:0",
+		"logging.level":                 "warn",
+		"flush.max_delay":               "2ms",
+		"listeners.quic.shutdown_grace": "2s",
+	} {
+		if err := cfg.Set(k, v, config.Flag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cfg
+}
+
+func startNode(t testing.TB, cfg *config.Config) *Node {
+	t.Helper()
+	n, err := Start(context.Background(), cfg, Options{Version: "test"})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() { stopNode(t, n) })
+	return n
+}
+
+func stopNode(t testing.TB, n *Node) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func tcpClient(t testing.TB, n *Node, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	c, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(n.KafkaAddr())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestReadyzAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, testConfig(t, dir))
+	resp, err := http.Get("http://" + n.AdminAddr() + "/readyz")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("readyz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	c := tcpClient(t, n, kgo.DefaultProduceTopic("r"), kgo.AllowAutoTopicCreation())
+	if err := c.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("one")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	stopNode(t, n)
+	if _, err := os.Stat(dir + "/logs/.clean-shutdown"); err != nil {
+		t.Fatalf("no clean-shutdown marker after a drain: %v", err)
+	}
+	n2 := startNode(t, testConfig(t, dir))
+	if st := n2.Status(); !st.CleanStart || st.Topics != 1 {
+		t.Fatalf("status after restart: %+v", st)
+	}
+	cons := tcpClient(t, n2, kgo.ConsumeTopics("r"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	fs := cons.PollFetches(ctxT(t))
+	if recs := fs.Records(); len(recs) != 1 || string(recs[0].Value) != "one" {
+		t.Fatalf("after restart: %v", fs.Errors())
+	}
+}
+
+func TestKcat(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatalf("kcat is needed (apt-get install kcat; .ci/run installs it): %v", err)
+	}
+	n := startNode(t, testConfig(t, t.TempDir()))
+	var lines []string
+	for i := 0; i < 500; i++ {
+		lines = append(lines, fmt.Sprintf("key%d:value-%d", i%7, i))
+	}
+	prod := exec.Command(kcat, "-b", n.KafkaAddr(), "-t", "kc", "-P", "-K:", "-X", "acks=all")
+	prod.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := prod.CombinedOutput(); err != nil {
+		t.Fatalf("kcat produce: %v\n%s", err, out)
+	}
+	cons := exec.Command(kcat, "-b", n.KafkaAddr(), "-t", "kc", "-C", "-e", "-o", "beginning", "-f", "%o %k:%s\n")
+	out, err := cons.Output()
+	if err != nil {
+		t.Fatalf("kcat consume: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	i := 0
+	for sc.Scan() {
+		want := fmt.Sprintf("%d %s", i, lines[i])
+		if sc.Text() != want {
+			t.Fatalf("line %d: %q, want %q", i, sc.Text(), want)
+		}
+		i++
+	}
+	if i != len(lines) {
+		t.Fatalf("kcat consumed %d of %d records", i, len(lines))
+	}
+	// kcat's metadata view and a franz-go consumer agree.
+	md := exec.Command(kcat, "-b", n.KafkaAddr(), "-L", "-t", "kc")
+	mout, err := md.CombinedOutput()
+	if err != nil || !strings.Contains(string(mout), `topic "kc" with 1 partitions`) {
+		t.Fatalf("kcat -L: %v\n%s", err, mout)
+	}
+}
+
+func TestSarama(t *testing.T) {
+	n := startNode(t, testConfig(t, t.TempDir()))
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_6_0_0
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Compression = sarama.CompressionSnappy
+	sc.Metadata.AllowAutoTopicCreation = true
+	prod, err := sarama.NewSyncProducer([]string{n.KafkaAddr()}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	const total = 300
+	for i := 0; i < total; i++ {
+		p, off, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "sar", Key: sarama.StringEncoder(fmt.Sprint(i)), Value: sarama.StringEncoder(fmt.Sprintf("v%d", i))})
+		if err != nil || p != 0 || off != int64(i) {
+			t.Fatalf("send %d: partition %d offset %d: %v", i, p, off, err)
+		}
+	}
+	cons, err := sarama.NewConsumer([]string{n.KafkaAddr()}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	pc, err := cons.ConsumePartition("sar", 0, sarama.OffsetOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	deadline := time.After(time.Minute)
+	for i := 0; i < total; i++ {
+		select {
+		case m := <-pc.Messages():
+			if m.Offset != int64(i) || string(m.Value) != fmt.Sprintf("v%d", i) || string(m.Key) != fmt.Sprint(i) {
+				t.Fatalf("message %d: offset %d %q=%q", i, m.Offset, m.Key, m.Value)
+			}
+		case err := <-pc.Errors():
+			t.Fatalf("consume: %v", err)
+		case <-deadline:
+			t.Fatalf("consumed %d of %d", i, total)
+		}
+	}
+}
+
+func TestReloadAppliesHotSettings(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	n := startNode(t, cfg)
+	next := cfg.Clone()
+	next.Set("flush.max_delay", "7ms", config.File)
+	next.Set("topics.auto_create", "false", config.File)
+	next.Set("listeners.kafka.advertised", "example.com:9092", config.File)
+	applied, restart, err := n.Reload(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(applied, ",") != "flush.max_delay,topics.auto_create" || strings.Join(restart, ",") != "listeners.kafka.advertised" {
+		t.Fatalf("applied %v, need restart %v", applied, restart)
+	}
+	if n.Config().Flush.MaxDelay.D() != 7*time.Millisecond {
+		t.Fatal("the node's config did not take the new max_delay")
+	}
+	adm := kadm.NewClient(tcpClient(t, n))
+	md, err := adm.Metadata(ctxT(t), "not-created")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md.Topics["not-created"].Err == nil {
+		t.Fatal("auto-creation still on after the reload turned it off")
+	}
+}
+
+func TestInvalidConfigIsRefusedWithEveryProblem(t *testing.T) {
+	f := t.TempDir() + "/bad.toml"
+	os.WriteFile(f, []byte("[flush]\nmode = \"sometimes\"\nmax_delay = \"fast\"\n[node]\nprofil = \"dev\"\n"), 0o644)
+	_, err := config.Load(config.LoadOptions{File: f})
+	if err == nil {
+		t.Fatal("a bad file loaded")
+	}
+	for _, key := range []string{"flush.mode", "flush.max_delay", "profil"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("the error does not name %s: %v", key, err)
+		}
+	}
+}

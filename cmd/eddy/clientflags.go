@@ -1,0 +1,85 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/eddybroker/eddy/sdk/client"
+	"github.com/eddybroker/eddy/transport/tlsid"
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// clientFlags are the connection flags of every client command.
+type clientFlags struct {
+	brokers   string
+	transport string
+	caFile    string
+	pin       string
+	dataDir   string
+}
+
+func (f *clientFlags) add(cmd *cobra.Command) {
+	fl := cmd.PersistentFlags()
+	fl.StringVar(&f.brokers, "brokers", "", "comma-separated broker addresses (env EDDY_BROKERS; default 127.0.0.1:9093 over QUIC, 127.0.0.1:9092 over TCP)")
+	fl.StringVar(&f.transport, "transport", "", "quic or tcp (env EDDY_TRANSPORT; default quic)")
+	fl.StringVar(&f.caFile, "ca", "", "CA certificate (PEM) to trust over QUIC (env EDDY_CA; default: the local node's, found through --data-dir)")
+	fl.StringVar(&f.pin, "pin", "", "trust exactly the broker whose key has this fingerprint, sha256:<hex>")
+	fl.StringVar(&f.dataDir, "data-dir", "", "data directory of a node on this host, to find its CA (env EDDY_DATA_DIR)")
+}
+
+func envOr(v, env string) string {
+	if v != "" {
+		return v
+	}
+	return os.Getenv(env)
+}
+
+// client returns a kgo client over the chosen transport.
+func (f *clientFlags) client(extra ...kgo.Opt) (*kgo.Client, error) {
+	transport := envOr(f.transport, "EDDY_TRANSPORT")
+	if transport == "" {
+		transport = "quic"
+	}
+	if transport != "quic" && transport != "tcp" {
+		return nil, fmt.Errorf("--transport: %q is not quic or tcp", transport)
+	}
+	brokers := envOr(f.brokers, "EDDY_BROKERS")
+	if brokers == "" {
+		brokers = "127.0.0.1:9093"
+		if transport == "tcp" {
+			brokers = "127.0.0.1:9092"
+		}
+	}
+	opts := []client.Option{client.Brokers(strings.Split(brokers, ",")...), client.Transport(transport), client.KgoOpts(extra...)}
+	if transport == "quic" {
+		switch ca := envOr(f.caFile, "EDDY_CA"); {
+		case f.pin != "":
+			opts = append(opts, client.PinSHA256(f.pin))
+		case ca != "":
+			opts = append(opts, client.CAFile(ca))
+		default:
+			dirs := defaultDataDirs()
+			if f.dataDir != "" {
+				dirs = []string{f.dataDir}
+			}
+			pem, _, err := tlsid.FindLocalCA(dirs...)
+			if err != nil {
+				return nil, fmt.Errorf("no CA to trust for QUIC: pass --ca (from `eddy tls ca` on the broker's host), --pin, or --transport tcp: %w", err)
+			}
+			opts = append(opts, client.CAPEM(pem))
+		}
+	}
+	return client.New(opts...)
+}
+
+// admin returns a kadm client over the chosen transport.
+func (f *clientFlags) admin() (*kadm.Client, func(), error) {
+	c, err := f.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	return kadm.NewClient(c), c.Close, nil
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/eddybroker/eddy/appliance/node"
+	"github.com/spf13/cobra"
+)
+
+// serveFlags maps command-line flags to config keys.
+var serveFlags = []struct{ flag, key, usage string }{
+	{"data-dir", "node.data_dir", "data directory (env EDDY_DATA_DIR)"},
+	{"kafka-addr", "listeners.kafka.addr", "Kafka TCP listener host:port (env EDDY_KAFKA_ADDR)"},
+	{"quic-addr", "listeners.quic.addr", "QUIC UDP listener host:port (env EDDY_QUIC_ADDR)"},
+	{"admin-addr", "admin.addr", "admin HTTP listener host:port (env EDDY_ADMIN_ADDR)"},
+	{"node-id", "node.id", "node id"},
+	{"log-level", "logging.level", "debug, info, warn or error"},
+}
+
+// loadConfig builds the effective config from the embedded defaults, the
+// file (--config or EDDY_CONFIG), the environment and the flags that were
+// set on cmd.
+func loadConfig(cmd *cobra.Command, file string) (*config.Config, error) {
+	flags := map[string]string{}
+	for _, f := range serveFlags {
+		if fl := cmd.Flags().Lookup(f.flag); fl != nil && fl.Changed {
+			flags[f.key] = fl.Value.String()
+		}
+	}
+	return config.Load(config.LoadOptions{File: file, Env: os.Environ(), Flags: flags})
+}
+
+func addConfigFlags(cmd *cobra.Command, file *string) {
+	cmd.Flags().StringVar(file, "config", "", "TOML config file (env EDDY_CONFIG); none needed")
+	for _, f := range serveFlags {
+		cmd.Flags().String(f.flag, "", f.usage)
+	}
+}
+
+func newServeCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the broker",
+		Long: `Run an Eddy node: recover storage, then serve Kafka over TCP and QUIC.
+
+Configuration comes from the built-in defaults, then the file given with
+--config (or EDDY_CONFIG), then EDDY_* environment variables, then flags.
+SIGTERM or SIGINT drains and stops the node cleanly; SIGHUP reloads the
+settings that can change at run time.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd, file)
+			if err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
+			return serve(cmd, cfg, file)
+		},
+	}
+	addConfigFlags(cmd, &file)
+	return cmd
+}
+
+func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
+	log, level := node.NewLogger(os.Stderr, cfg.Logging.Format, cfg.Logging.Level)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	started := make(chan *node.Node, 1)
+	errc := make(chan error, 1)
+	go func() {
+		n, err := node.Start(ctx, cfg, node.Options{Logger: log, LogLevel: level, Version: version})
+		if err != nil {
+			errc <- err
+			return
+		}
+		started <- n
+	}()
+	var n *node.Node
+	for n == nil {
+		select {
+		case err := <-errc:
+			return err
+		case n = <-started:
+		case s := <-sigs:
+			if s != syscall.SIGHUP {
+				log.Info("stopping during start-up", "signal", s.String())
+				cancel()
+			}
+		}
+	}
+	for s := range sigs {
+		switch s {
+		case syscall.SIGHUP:
+			next, err := loadConfig(cmd, file)
+			if err != nil {
+				log.Error("reload refused: invalid configuration", "err", err)
+				continue
+			}
+			applied, restart, err := n.Reload(next)
+			if err != nil {
+				log.Error("reload failed", "err", err)
+				continue
+			}
+			log.Info("configuration reloaded", "applied", applied, "need_restart", restart)
+		default:
+			log.Info("draining and stopping", "signal", s.String())
+			grace := cfg.Listeners.QUIC.ShutdownGrace.D() + 20*time.Second
+			sctx, scancel := context.WithTimeout(context.Background(), grace)
+			go func() {
+				// A second signal stops at once; the next start recovers.
+				if s2 := <-sigs; s2 != syscall.SIGHUP {
+					log.Warn("second signal: stopping without draining", "signal", s2.String())
+					scancel()
+				}
+			}()
+			err := n.Shutdown(sctx)
+			scancel()
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			return nil
+		}
+	}
+	return nil
+}
