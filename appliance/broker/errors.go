@@ -10,33 +10,25 @@ import (
 
 // Kafka error codes used by the handlers.
 var (
-	codeNone                  = int16(0)
-	codeOffsetOutOfRange      = kerr.OffsetOutOfRange.Code
-	codeCorruptMessage        = kerr.CorruptMessage.Code
-	codeUnknownTopicOrPart    = kerr.UnknownTopicOrPartition.Code
-	codeMessageTooLarge       = kerr.MessageTooLarge.Code
-	codeInvalidTopic          = kerr.InvalidTopicException.Code
-	codeInvalidRequiredAcks   = kerr.InvalidRequiredAcks.Code
-	codeInvalidRecord         = kerr.InvalidRecord.Code
-	codeOutOfOrderSequence    = kerr.OutOfOrderSequenceNumber.Code
-	codeInvalidProducerEpoch  = kerr.InvalidProducerEpoch.Code
-	codeStorageError          = kerr.KafkaStorageError.Code
-	codeTopicExists           = kerr.TopicAlreadyExists.Code
-	codeInvalidPartitions     = kerr.InvalidPartitions.Code
-	codeInvalidReplication    = kerr.InvalidReplicationFactor.Code
-	codeInvalidConfig         = kerr.InvalidConfig.Code
-	codeInvalidRequest        = kerr.InvalidRequest.Code
-	codeUnknownTopicID        = kerr.UnknownTopicID.Code
-	codeUnknownLeaderEpoch    = kerr.UnknownLeaderEpoch.Code
-	codeFencedLeaderEpoch     = kerr.FencedLeaderEpoch.Code
-	codeUnsupportedForFormat  = kerr.UnsupportedForMessageFormat.Code
-	codeInvalidTxnState       = kerr.InvalidTxnState.Code
-	codeClusterAuthFailed     = kerr.ClusterAuthorizationFailed.Code
-	codeUnknownServerError    = kerr.UnknownServerError.Code
-	codeInvalidTimestamp      = kerr.InvalidTimestamp.Code
-	codeNotController         = kerr.NotController.Code
-	codePolicyViolation       = kerr.PolicyViolation.Code
-	codeInvalidPartitionCount = kerr.InvalidPartitions.Code
+	codeNone                 = int16(0)
+	codeOffsetOutOfRange     = kerr.OffsetOutOfRange.Code
+	codeCorruptMessage       = kerr.CorruptMessage.Code
+	codeUnknownTopicOrPart   = kerr.UnknownTopicOrPartition.Code
+	codeMessageTooLarge      = kerr.MessageTooLarge.Code
+	codeInvalidTopic         = kerr.InvalidTopicException.Code
+	codeInvalidRequiredAcks  = kerr.InvalidRequiredAcks.Code
+	codeInvalidRecord        = kerr.InvalidRecord.Code
+	codeOutOfOrderSequence   = kerr.OutOfOrderSequenceNumber.Code
+	codeInvalidProducerEpoch = kerr.InvalidProducerEpoch.Code
+	codeStorageError         = kerr.KafkaStorageError.Code
+	codeTopicExists          = kerr.TopicAlreadyExists.Code
+	codeInvalidPartitions    = kerr.InvalidPartitions.Code
+	codeInvalidReplication   = kerr.InvalidReplicationFactor.Code
+	codeInvalidConfig        = kerr.InvalidConfig.Code
+	codeInvalidRequest       = kerr.InvalidRequest.Code
+	codeUnknownTopicID       = kerr.UnknownTopicID.Code
+	codeUnknownLeaderEpoch   = kerr.UnknownLeaderEpoch.Code
+	codeInvalidTxnState      = kerr.InvalidTxnState.Code
 )
 
 // storageErrorCode maps an append or read error to a Kafka error code.

@@ -1,0 +1,184 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	quicgo "github.com/quic-go/quic-go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddybroker/eddy/transport/quic"
+	"github.com/eddybroker/eddy/transport/tlsid"
+)
+
+// benchNode starts a node for benchmarks (EDDY_BENCH_DIR picks the disk).
+func benchNode(b *testing.B) *Node {
+	dir := b.TempDir()
+	cfg := testConfig(b, dir)
+	return startNode(b, cfg)
+}
+
+func benchClient(b *testing.B, n *Node, transport string, opts ...kgo.Opt) *kgo.Client {
+	if transport == "quic" {
+		return quicClient(b, n, opts...)
+	}
+	return tcpClient(b, n, opts...)
+}
+
+// randomValue is a 1 KiB incompressible record value.
+func randomValue() []byte {
+	v := make([]byte, 1024)
+	rand.Read(v)
+	return v
+}
+
+// BenchmarkProduce measures franz-go producing 1 KiB records with acks=all
+// and idempotence (every acknowledged record fdatasync'd by group commit),
+// over TCP and over QUIC, to 1 and 8 partitions.
+func BenchmarkProduce(b *testing.B) {
+	for _, transport := range []string{"tcp", "quic"} {
+		for _, parts := range []int{1, 8} {
+			b.Run(fmt.Sprintf("transport=%s/partitions=%d", transport, parts), func(b *testing.B) {
+				n := benchNode(b)
+				topic := "bench"
+				if _, err := kadm.NewClient(benchClient(b, n, transport)).CreateTopic(context.Background(), int32(parts), 1, nil, topic); err != nil {
+					b.Fatal(err)
+				}
+				c := benchClient(b, n, transport, kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()),
+					kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerBatchCompression(kgo.NoCompression()))
+				val := randomValue()
+				b.SetBytes(int64(len(val)))
+				var wg sync.WaitGroup
+				var errOnce sync.Once
+				ctx := context.Background()
+				b.ResetTimer()
+				for i := 0; b.Loop(); i++ {
+					wg.Add(1)
+					c.Produce(ctx, &kgo.Record{Value: val, Partition: int32(i % parts)}, func(_ *kgo.Record, err error) {
+						if err != nil {
+							errOnce.Do(func() { b.Error(err) })
+						}
+						wg.Done()
+					})
+				}
+				wg.Wait()
+			})
+		}
+	}
+}
+
+// BenchmarkConsume measures franz-go reading 1 KiB records back from the
+// page cache, over TCP and over QUIC, from 1 and 8 partitions.
+func BenchmarkConsume(b *testing.B) {
+	for _, transport := range []string{"tcp", "quic"} {
+		for _, parts := range []int{1, 8} {
+			b.Run(fmt.Sprintf("transport=%s/partitions=%d", transport, parts), func(b *testing.B) {
+				n := benchNode(b)
+				topic := "bench"
+				ctx := context.Background()
+				if _, err := kadm.NewClient(tcpClient(b, n)).CreateTopic(ctx, int32(parts), 1, nil, topic); err != nil {
+					b.Fatal(err)
+				}
+				// Fill enough for the run: 256 MiB, consumed repeatedly.
+				const fill = 256 << 10
+				p := tcpClient(b, n, kgo.DefaultProduceTopic(topic), kgo.MaxBufferedRecords(1<<20), kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerBatchCompression(kgo.NoCompression()))
+				val := randomValue()
+				var wg sync.WaitGroup
+				for i := 0; i < fill; i++ {
+					wg.Add(1)
+					p.Produce(ctx, &kgo.Record{Value: val, Partition: int32(i % parts)}, func(_ *kgo.Record, err error) {
+						if err != nil {
+							b.Error(err)
+						}
+						wg.Done()
+					})
+				}
+				wg.Wait()
+				b.SetBytes(int64(len(val)))
+				b.ResetTimer()
+				read := 0
+				for read < b.N {
+					c := benchClient(b, n, transport, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(16<<20))
+					for got := 0; got < fill && read < b.N; {
+						fs := c.PollFetches(ctx)
+						k := fs.NumRecords()
+						got += k
+						read += k
+					}
+					c.Close()
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkQUICBulk is the transport's ceiling: one quic-go stream on
+// loopback carrying bytes as fast as it can, with the node's QUIC settings
+// and TLS, no Kafka and no disk.
+func BenchmarkQUICBulk(b *testing.B) {
+	n := benchNode(b)
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := n.Config().Listeners.QUIC
+	srv, err := quic.NewServer(udp, n.Identity().ServerConfig(), quic.Config{
+		InitialStreamWindow: uint64(cfg.InitialStreamWindow), MaxStreamWindow: uint64(cfg.MaxStreamWindow),
+		InitialConnWindow: uint64(cfg.InitialConnWindow), MaxConnWindow: uint64(cfg.MaxConnWindow),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.Handle("bench-bulk", func(ctx context.Context, c *quicgo.Conn) {
+		s, err := c.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, s)
+		s.Write([]byte{1})
+		s.Close()
+		<-ctx.Done()
+	})
+	go srv.Serve(context.Background())
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	tlsConf, err := tlsid.ClientConfig(tlsid.ClientOptions{CAPEM: n.Identity().CAPEM, NextProtos: []string{"bench-bulk"}, ServerName: "127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := quicgo.DialAddr(context.Background(), srv.Addr().String(), tlsConf, &quicgo.Config{
+		InitialStreamReceiveWindow: uint64(cfg.InitialStreamWindow), MaxStreamReceiveWindow: uint64(cfg.MaxStreamWindow),
+		InitialConnectionReceiveWindow: uint64(cfg.InitialConnWindow), MaxConnectionReceiveWindow: uint64(cfg.MaxConnWindow),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	s, err := conn.OpenStreamSync(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 1<<20)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	one := make([]byte, 1)
+	if _, err := io.ReadFull(s, one); err != nil { // everything arrived
+		b.Fatal(err)
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func TestTopicProduceConsumeCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := startEddy(t, dir)
+	for _, transport := range []string{"quic", "tcp"} {
+		t.Run(transport, func(t *testing.T) {
+			addr := p.quic
+			if transport == "tcp" {
+				addr = p.kafka
+			}
+			eddy := func(stdin string, args ...string) string {
+				t.Helper()
+				all := append(args, "--brokers", addr, "--transport", transport, "--data-dir", dir)
+				out, err := run(t, stdin, all...)
+				if err != nil {
+					t.Fatalf("eddy %s: %v\n%s", strings.Join(args, " "), err, out)
+				}
+				return out
+			}
+			topic := "cli-" + transport
+			if out := eddy("", "topic", "create", topic, "--partitions", "3", "--config", "retention.ms=3600000"); !strings.Contains(out, "created topic "+topic+" with 3 partitions") {
+				t.Fatalf("create: %s", out)
+			}
+			if out := eddy("", "topic", "list"); !strings.Contains(out, topic) {
+				t.Fatalf("list: %s", out)
+			}
+			eddy("one\ntwo\nthree\n", "produce", topic, "--partition", "1", "--header", "src=test")
+			eddy("k1=v1\nk2=v2\n", "produce", topic, "--partition", "2", "--key-separator", "=")
+			out := eddy("", "consume", topic, "--partition", "1")
+			if out != "one\ntwo\nthree\n" {
+				t.Fatalf("consume values: %q", out)
+			}
+			out = eddy("", "consume", topic, "--partition", "2", "--format", "json")
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			if len(lines) != 2 {
+				t.Fatalf("json lines: %q", out)
+			}
+			var rec jsonRecord
+			if err := json.Unmarshal([]byte(lines[1]), &rec); err != nil || *rec.Key != "k2" || *rec.Value != "v2" || rec.Offset != 1 || rec.Partition != 2 {
+				t.Fatalf("json record: %+v %v", rec, err)
+			}
+			if out := eddy("", "consume", topic, "--partition", "1", "--from", "2"); out != "three\n" {
+				t.Fatalf("consume from offset 2: %q", out)
+			}
+			if out := eddy("", "consume", topic, "--from", "end"); out != "" {
+				t.Fatalf("consume from the end without --follow: %q", out)
+			}
+			out = eddy("", "consume", topic, "--partition", "1", "--format", "text", "--count", "1")
+			if f := strings.Split(strings.TrimSpace(out), "\t"); len(f) != 5 || f[0] != "1" || f[1] != "0" || f[4] != "one" {
+				t.Fatalf("text format: %q", out)
+			}
+			eddy("", "topic", "alter", topic, "--config", "retention.ms=7200000")
+			desc := eddy("", "topic", "describe", topic)
+			if !strings.Contains(desc, "retention.ms") || !strings.Contains(desc, "7200000") || !strings.Contains(desc, "(topic)") {
+				t.Fatalf("describe after alter:\n%s", desc)
+			}
+			if !regexp.MustCompile(`(?m)^1\s+1\s+\[1\]\s+\[1\]\s+0\s+3\s+3$`).MatchString(desc) {
+				t.Fatalf("describe partitions:\n%s", desc)
+			}
+			if out, err := run(t, "", "topic", "alter", topic, "--config", "retention.ms=soon", "--brokers", addr, "--transport", transport, "--data-dir", dir); err == nil || !strings.Contains(out, "retention.ms") {
+				t.Fatalf("bad alter accepted: %v %s", err, out)
+			}
+			eddy("", "topic", "delete", topic)
+			if out := eddy("", "topic", "list"); strings.Contains(out, topic) {
+				t.Fatalf("deleted topic listed: %s", out)
+			}
+		})
+	}
+}
+
+func TestTLSCAPrintsTheNodesCA(t *testing.T) {
+	dir := t.TempDir()
+	startEddy(t, dir)
+	out, err := run(t, "", "tls", "ca", "--data-dir", dir)
+	if err != nil || !strings.Contains(out, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("tls ca: %v\n%s", err, out)
+	}
+}
