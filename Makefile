@@ -18,10 +18,11 @@ build:
 run: build
 	./$(BIN) serve
 
-# Every test, including the fuzz seed corpora. EDDY_CRASH_POINTS raises the
-# number of crash points the storage crash test visits.
+# Every test, with the race detector, including the fuzz seed corpora.
+# EDDY_CRASH_SEEDS raises the storage crash test's workloads (each visits
+# every crash point); EDDY_CRASH_ROUNDS the kill -9 rounds of the binary.
 test: lint
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./appliance/storage/...

@@ -134,10 +134,10 @@ func checkExactlyOnce(t *testing.T, n *testNode, topic string, partitions int, s
 
 func TestIdempotenceWithLostResponses(t *testing.T) {
 	dir := t.TempDir()
-	var proxy *lossyProxy
-	var node *testNode
-	proxy = newLossyProxy(t, func() string { return node.addr })
-	node = startNode(t, dir, func(c *Config, _ *storage.Config) { c.Listeners = map[string]string{"kafka": proxy.addr()} })
+	var cur atomic.Pointer[testNode]
+	proxy := newLossyProxy(t, func() string { return cur.Load().addr })
+	node := startNode(t, dir, func(c *Config, _ *storage.Config) { c.Listeners = map[string]string{"kafka": proxy.addr()} })
+	cur.Store(node)
 	if _, err := node.admin().CreateTopic(ctxT(t), 4, 1, nil, "idem"); err != nil {
 		t.Fatal(err)
 	}
@@ -165,8 +165,10 @@ func TestIdempotenceAcrossARestart(t *testing.T) {
 			cur := func() *testNode { mu.Lock(); defer mu.Unlock(); return node }
 			proxy = newLossyProxy(t, func() string { return cur().addr })
 			adv := func(c *Config, _ *storage.Config) { c.Listeners = map[string]string{"kafka": proxy.addr()} }
+			mu.Lock()
 			node = startNode(t, dir, adv)
-			if _, err := node.admin().CreateTopic(ctxT(t), 1, 1, nil, "idem"); err != nil {
+			mu.Unlock()
+			if _, err := cur().admin().CreateTopic(ctxT(t), 1, 1, nil, "idem"); err != nil {
 				t.Fatal(err)
 			}
 			restarts := 0
