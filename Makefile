@@ -24,8 +24,9 @@ run: build
 test: lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
+# Storage, then the broker over TCP and QUIC; see docs/PERFORMANCE.md.
 bench:
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./appliance/storage/...
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) ./appliance/storage/... ./appliance/node/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -200,3 +200,16 @@ func TestApiVersionsAdvertisesExactlyWhatIsServed(t *testing.T) {
 		t.Fatalf("too-new ApiVersions: %+v %v", v0, err)
 	}
 }
+
+func readFrame(t *testing.T, rc *rawConn) []byte {
+	t.Helper()
+	f, err := kafkawire.ReadFrame(rc.r, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func parseResp(frame []byte, resp kmsg.Response) (int32, error) {
+	return kafkawire.ParseResponse(frame, resp)
+}

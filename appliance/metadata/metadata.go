@@ -106,7 +106,7 @@ var _ Store = (*Local)(nil)
 // OpenLocal opens (creating if needed) the metadata file in dir. A new file
 // gets clusterID, or a generated one when it is empty.
 func OpenLocal(fsys vfs.FS, dir, clusterID string) (*Local, error) {
-	if err := fsys.MkdirAll(dir); err != nil {
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, fmt.Errorf("open metadata in %s: %w", dir, err)
 	}
 	l := &Local{fsys: fsys, dir: dir}
@@ -119,9 +119,6 @@ func OpenLocal(fsys vfs.FS, dir, clusterID string) (*Local, error) {
 		l.state = fileFormat{Version: fileVersion, ClusterID: clusterID, NextProducerID: 1000}
 		if err := l.saveLocked(); err != nil {
 			return nil, err
-		}
-		if err := fsys.SyncDir(filepath.Dir(dir)); err != nil {
-			return nil, fmt.Errorf("open metadata in %s: %w", dir, err)
 		}
 	case err != nil:
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, fileName), err)

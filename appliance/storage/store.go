@@ -96,10 +96,7 @@ func Open(fsys vfs.FS, cfg Config) (*Store, error) {
 	if cfg.LogConfig == nil {
 		cfg.LogConfig = func(tp TopicPartition) partlog.Config { return partlog.DefaultConfig(tp.String()) }
 	}
-	if err := fsys.MkdirAll(cfg.Dir); err != nil {
-		return nil, fmt.Errorf("open data dir %s: %w", cfg.Dir, err)
-	}
-	if err := fsys.SyncDir(filepath.Dir(filepath.Clean(cfg.Dir))); err != nil {
+	if err := vfs.MkdirAllDurable(fsys, cfg.Dir); err != nil {
 		return nil, fmt.Errorf("open data dir %s: %w", cfg.Dir, err)
 	}
 	s := &Store{fsys: fsys, cfg: cfg}

@@ -183,10 +183,7 @@ func Open(fsys vfs.FS, dir string, cfg Config, opts Options) (*Log, RecoveryRepo
 	l.activeCreated.Store(l.now().UnixMilli())
 	l.mu.hwCh = make(chan struct{})
 	l.mu.done = make(chan struct{})
-	if err := fsys.MkdirAll(dir); err != nil {
-		return nil, rep, l.errf("open", err)
-	}
-	if err := fsys.SyncDir(filepath.Dir(dir)); err != nil {
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
 		return nil, rep, l.errf("open", err)
 	}
 	if err := l.load(opts.Clean, &rep); err != nil {

@@ -151,3 +151,34 @@ func ReadFile(fsys FS, name string) ([]byte, error) {
 type Locker interface {
 	Lock(name string) (io.Closer, error)
 }
+
+// MkdirAllDurable creates dir and any missing parents, and syncs the parent
+// of every directory it created, so the new directories survive a power
+// cut.
+func MkdirAllDurable(fsys FS, dir string) error {
+	dir = filepath.Clean(dir)
+	var missing []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := fsys.Stat(d); err == nil {
+			break
+		} else if !IsNotExist(err) {
+			return err
+		}
+		missing = append(missing, d)
+		if p := filepath.Dir(d); p == d {
+			break
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if err := fsys.MkdirAll(dir); err != nil {
+		return err
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := fsys.SyncDir(filepath.Dir(missing[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
