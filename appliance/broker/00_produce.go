@@ -22,13 +22,7 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 	for _, rt := range r.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		var t *topic
-		var ok bool
-		if r.Version >= 13 {
-			t, ok = b.topicByID(rt.TopicID)
-		} else {
-			t, ok = b.topic(rt.Topic)
-		}
+		t, missing := b.lookup(r.Version, 13, rt.Topic, rt.TopicID)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -37,9 +31,9 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 			switch {
 			case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
 				sp.ErrorCode = codeInvalidRequiredAcks
-			case !ok && r.Version >= 13:
-				sp.ErrorCode = codeUnknownTopicID
-			case !ok || rp.Partition < 0 || rp.Partition >= int32(len(t.parts)):
+			case t == nil:
+				sp.ErrorCode = missing
+			case rp.Partition < 0 || rp.Partition >= int32(len(t.parts)):
 				sp.ErrorCode = codeUnknownTopicOrPart
 			default:
 				wait = b.produceTo(t, t.parts[rp.Partition], r, rp.Records, &sp)

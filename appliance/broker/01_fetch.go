@@ -54,22 +54,16 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 	for _, rt := range r.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
-		var t *topic
-		var ok bool
-		if r.Version >= 13 {
-			t, ok = b.topicByID(rt.TopicID)
-		} else {
-			t, ok = b.topic(rt.Topic)
-		}
+		t, missing := b.lookup(r.Version, 13, rt.Topic, rt.TopicID)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = -1, -1, -1
 			sp.RecordBatches = []byte{} // empty, not null: librdkafka rejects a null record set
 			switch {
-			case !ok && r.Version >= 13:
-				sp.ErrorCode = codeUnknownTopicID
-			case !ok || rp.Partition < 0 || rp.Partition >= int32(len(t.parts)):
+			case t == nil:
+				sp.ErrorCode = missing
+			case rp.Partition < 0 || rp.Partition >= int32(len(t.parts)):
 				sp.ErrorCode = codeUnknownTopicOrPart
 			case rp.CurrentLeaderEpoch > leaderEpoch:
 				sp.ErrorCode = codeUnknownLeaderEpoch

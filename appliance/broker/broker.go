@@ -194,6 +194,23 @@ func (b *Broker) topicByID(id [16]byte) (*topic, bool) {
 	return t, ok
 }
 
+// lookup finds a request's topic: by id from byIDVersion on (KIP-516), by
+// name before. missing is the error code for a topic that is not there.
+func (b *Broker) lookup(version, byIDVersion int16, name string, id [16]byte) (t *topic, missing int16) {
+	var ok bool
+	if version >= byIDVersion {
+		t, ok = b.topicByID(id)
+		if !ok {
+			return nil, codeUnknownTopicID
+		}
+		return t, codeNone
+	}
+	if t, ok = b.topic(name); !ok {
+		return nil, codeUnknownTopicOrPart
+	}
+	return t, codeNone
+}
+
 func (b *Broker) partition(name string, idx int32) (*topic, *partition, bool) {
 	t, ok := b.topic(name)
 	if !ok || idx < 0 || idx >= int32(len(t.parts)) {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/eddybroker/eddy/sdk/client"
 	"github.com/eddybroker/eddy/transport/tlsid"
@@ -82,4 +84,16 @@ func (f *clientFlags) admin() (*kadm.Client, func(), error) {
 		return nil, nil, err
 	}
 	return kadm.NewClient(c), c.Close, nil
+}
+
+// withAdmin runs fn with an admin client and a 30 s deadline.
+func (f *clientFlags) withAdmin(fn func(ctx context.Context, adm *kadm.Client) error) error {
+	adm, done, err := f.admin()
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return fn(ctx, adm)
 }

@@ -6,16 +6,11 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-func cmdContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 30*time.Second)
-}
 
 // parseConfigs turns repeated key=value flags into a config map.
 func parseConfigs(kvs []string) (map[string]*string, error) {
@@ -47,22 +42,17 @@ func newTopicCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			adm, done, err := cf.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := cmdContext()
-			defer cancel()
-			resp, err := adm.CreateTopic(ctx, partitions, rf, cfgs, args[0])
-			if err == nil {
-				err = resp.Err
-			}
-			if err != nil {
-				return fmt.Errorf("create topic %s: %w%s", args[0], err, detail(resp.ErrMessage))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "created topic %s with %d partitions\n", resp.Topic, resp.NumPartitions)
-			return nil
+			return cf.withAdmin(func(ctx context.Context, adm *kadm.Client) error {
+				resp, err := adm.CreateTopic(ctx, partitions, rf, cfgs, args[0])
+				if err == nil {
+					err = resp.Err
+				}
+				if err != nil {
+					return fmt.Errorf("create topic %s: %w%s", args[0], err, detail(resp.ErrMessage))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "created topic %s with %d partitions\n", resp.Topic, resp.NumPartitions)
+				return nil
+			})
 		},
 	}
 	create.Flags().Int32VarP(&partitions, "partitions", "p", -1, "number of partitions (default: the broker's)")
@@ -74,24 +64,19 @@ func newTopicCmd() *cobra.Command {
 		Short: "List topics",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := cf.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := cmdContext()
-			defer cancel()
-			details, err := adm.ListTopics(ctx)
-			if err != nil {
-				return err
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TOPIC\tPARTITIONS\tREPLICAS")
-			for _, name := range details.Names() {
-				d := details[name]
-				fmt.Fprintf(w, "%s\t%d\t%d\n", name, len(d.Partitions), d.Partitions.NumReplicas())
-			}
-			return w.Flush()
+			return cf.withAdmin(func(ctx context.Context, adm *kadm.Client) error {
+				details, err := adm.ListTopics(ctx)
+				if err != nil {
+					return err
+				}
+				w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(w, "TOPIC\tPARTITIONS\tREPLICAS")
+				for _, name := range details.Names() {
+					d := details[name]
+					fmt.Fprintf(w, "%s\t%d\t%d\n", name, len(d.Partitions), d.Partitions.NumReplicas())
+				}
+				return w.Flush()
+			})
 		},
 	}
 
@@ -100,14 +85,9 @@ func newTopicCmd() *cobra.Command {
 		Short: "Describe a topic: partitions, offsets and configs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			adm, done, err := cf.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := cmdContext()
-			defer cancel()
-			return describeTopic(ctx, cmd, adm, args[0])
+			return cf.withAdmin(func(ctx context.Context, adm *kadm.Client) error {
+				return describeTopic(ctx, cmd, adm, args[0])
+			})
 		},
 	}
 
@@ -132,25 +112,20 @@ func newTopicCmd() *cobra.Command {
 			if len(ops) == 0 {
 				return fmt.Errorf("nothing to change: give --config key=value or --delete-config key")
 			}
-			adm, done, err := cf.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := cmdContext()
-			defer cancel()
-			rs, err := adm.AlterTopicConfigs(ctx, ops, args[0])
-			if err == nil && len(rs) == 1 {
-				err = rs[0].Err
-				if err != nil {
-					err = fmt.Errorf("%w%s", err, detail(rs[0].ErrMessage))
+			return cf.withAdmin(func(ctx context.Context, adm *kadm.Client) error {
+				rs, err := adm.AlterTopicConfigs(ctx, ops, args[0])
+				if err == nil && len(rs) == 1 {
+					err = rs[0].Err
+					if err != nil {
+						err = fmt.Errorf("%w%s", err, detail(rs[0].ErrMessage))
+					}
 				}
-			}
-			if err != nil {
-				return fmt.Errorf("alter topic %s: %w", args[0], err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "altered topic %s\n", args[0])
-			return nil
+				if err != nil {
+					return fmt.Errorf("alter topic %s: %w", args[0], err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "altered topic %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	alter.Flags().StringArrayVarP(&alterConfigs, "config", "c", nil, "set a topic config key=value (repeatable)")
@@ -161,22 +136,17 @@ func newTopicCmd() *cobra.Command {
 		Short: "Delete a topic and all its records",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			adm, done, err := cf.admin()
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := cmdContext()
-			defer cancel()
-			resp, err := adm.DeleteTopic(ctx, args[0])
-			if err == nil {
-				err = resp.Err
-			}
-			if err != nil {
-				return fmt.Errorf("delete topic %s: %w%s", args[0], err, detail(resp.ErrMessage))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
-			return nil
+			return cf.withAdmin(func(ctx context.Context, adm *kadm.Client) error {
+				resp, err := adm.DeleteTopic(ctx, args[0])
+				if err == nil {
+					err = resp.Err
+				}
+				if err != nil {
+					return fmt.Errorf("delete topic %s: %w%s", args[0], err, detail(resp.ErrMessage))
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
+				return nil
+			})
 		},
 	}
 	cmd.AddCommand(create, list, describe, alter, del)

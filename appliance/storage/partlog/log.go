@@ -363,7 +363,7 @@ func (l *Log) recover(recoveryPoint int64, rep *RecoveryReport) error {
 			rep.Reasons = append(rep.Reasons, fmt.Sprintf("segment %d starts below the previous segment's end %d", s.Base(), prevNext))
 			return l.dropFrom(i, rep)
 		}
-		res, err := s.Recover(nil)
+		res, err := s.Recover()
 		if err != nil {
 			return err
 		}

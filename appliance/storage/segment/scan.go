@@ -132,9 +132,8 @@ type RecoverResult struct {
 
 // Recover scans the whole log, checking every batch (length, magic, CRC,
 // offsets increasing and inside the segment's range), truncates the log at
-// the first bad batch, syncs it, and rebuilds the indexes in memory. fn, if
-// set, sees every valid batch in order (to rebuild producer state).
-func (s *Segment) Recover(fn func(b record.Batch) error) (RecoverResult, error) {
+// the first bad batch, syncs it, and rebuilds the indexes in memory.
+func (s *Segment) Recover() (RecoverResult, error) {
 	size, err := s.log.Size()
 	if err != nil {
 		return RecoverResult{}, fmt.Errorf("recover segment %s: %w", Name(s.base, ""), err)
@@ -144,38 +143,17 @@ func (s *Segment) Recover(fn func(b record.Batch) error) (RecoverResult, error) 
 	s.mu.Unlock()
 
 	var res RecoverResult
-	sc := s.newScanner(0, size, true)
-	prevLast := s.base - 1
-	for {
-		b, n, err := sc.next()
-		if err == io.EOF {
-			break
-		}
-		var be *batchErr
-		if errors.As(err, &be) {
-			res.Reason = be.Error()
-			break
-		}
-		if err != nil {
-			return res, fmt.Errorf("recover segment %s: %w", Name(s.base, ""), err)
-		}
-		if reason := s.checkStored(b, prevLast); reason != "" {
-			res.Reason = fmt.Sprintf("position %d: %s", sc.pos-n, reason)
-			break
-		}
-		if fn != nil {
-			if err := fn(b); err != nil {
-				return res, err
-			}
-		}
+	valid, reason, err := s.walk(0, size, s.base-1, func(b record.Batch, pos, n int64) {
 		s.mu.Lock()
-		s.indexBatchLocked(res.Valid, n, BatchInfo{Base: b.BaseOffset(), Last: b.LastOffset(), MaxTimestamp: b.MaxTimestamp()})
-		s.mu.size = res.Valid + n
+		s.indexBatchLocked(pos, n, BatchInfo{Base: b.BaseOffset(), Last: b.LastOffset(), MaxTimestamp: b.MaxTimestamp()})
+		s.mu.size = pos + n
 		s.mu.Unlock()
-		prevLast = b.LastOffset()
-		res.Valid += n
 		res.Batches++
+	})
+	if err != nil {
+		return res, fmt.Errorf("recover segment %s: %w", Name(s.base, ""), err)
 	}
+	res.Valid, res.Reason = valid, reason
 	if res.Valid < size {
 		res.Truncated = size - res.Valid
 		if err := s.log.Truncate(res.Valid); err != nil {
@@ -207,6 +185,34 @@ func (s *Segment) checkStored(b record.Batch, prevLast int64) string {
 		return fmt.Sprintf("offset %d out of the segment's range", b.LastOffset())
 	}
 	return ""
+}
+
+// walk checks the batches of the log from position from to end (each
+// intact, in offset order after prevLast, inside the segment's range) and
+// calls fn for each. It returns the position after the last good batch and,
+// when it stopped early at a bad one, why.
+func (s *Segment) walk(from, end, prevLast int64, fn func(b record.Batch, pos, size int64)) (good int64, reason string, err error) {
+	sc := s.newScanner(from, end, true)
+	good = from
+	for {
+		b, n, err := sc.next()
+		if err == io.EOF {
+			return good, "", nil
+		}
+		var be *batchErr
+		if errors.As(err, &be) {
+			return good, be.Error(), nil
+		}
+		if err != nil {
+			return good, "", err
+		}
+		if reason := s.checkStored(b, prevLast); reason != "" {
+			return good, fmt.Sprintf("position %d: %s", good, reason), nil
+		}
+		fn(b, good, n)
+		prevLast = b.LastOffset()
+		good += n
+	}
 }
 
 func (s *Segment) resetLocked() {
@@ -249,21 +255,7 @@ func (s *Segment) ensureLoaded() error {
 	// The batches after the last index entry are few (an index interval
 	// and one batch); check them fully, so damage at the tail is found
 	// even after a clean shutdown.
-	sc := s.newScanner(from, size, true)
-	prevLast := s.base - 1
-	for {
-		b, n, err := sc.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("load segment %s: %w: %v", Name(s.base, ""), ErrCorrupt, err)
-		}
-		pos := sc.pos - n
-		if reason := s.checkStored(b, prevLast); reason != "" {
-			return fmt.Errorf("load segment %s: %w: position %d: %s", Name(s.base, ""), ErrCorrupt, pos, reason)
-		}
-		prevLast = b.LastOffset()
+	_, reason, err := s.walk(from, size, s.base-1, func(b record.Batch, pos, n int64) {
 		if pos == 0 {
 			s.mu.firstTS = b.MaxTimestamp()
 		}
@@ -271,7 +263,13 @@ func (s *Segment) ensureLoaded() error {
 			s.mu.maxTS, s.mu.maxTSOffset = b.MaxTimestamp(), b.LastOffset()
 		}
 		s.mu.next = b.LastOffset() + 1
-		s.mu.bytesSinceIndex = int(sc.pos - from)
+		s.mu.bytesSinceIndex = int(pos + n - from)
+	})
+	if err == nil && reason != "" {
+		err = fmt.Errorf("%w: %s", ErrCorrupt, reason)
+	}
+	if err != nil {
+		return fmt.Errorf("load segment %s: %w", Name(s.base, ""), err)
 	}
 	if s.mu.firstTS < 0 && size > 0 {
 		if ts, err := s.firstBatchMaxTimestamp(); err == nil {
@@ -293,11 +291,11 @@ func (s *Segment) firstBatchMaxTimestamp() (int64, error) {
 
 // readIndexFiles reads and checks both index files.
 func (s *Segment) readIndexFiles(logSize int64) ([]offsetEntry, []timeEntry, bool) {
-	ib, err := readAll(s, IndexSuffix)
+	ib, err := vfs.ReadFile(s.fsys, s.path(IndexSuffix))
 	if err != nil {
 		return nil, nil, false
 	}
-	tb, err := readAll(s, TimeIndexSuffix)
+	tb, err := vfs.ReadFile(s.fsys, s.path(TimeIndexSuffix))
 	if err != nil {
 		return nil, nil, false
 	}
@@ -312,23 +310,6 @@ func (s *Segment) readIndexFiles(logSize int64) ([]offsetEntry, []timeEntry, boo
 	return index, times, true
 }
 
-func readAll(s *Segment, suffix string) ([]byte, error) {
-	f, err := s.fsys.Open(s.path(suffix))
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	n, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
-	}
-	return buf, nil
-}
-
 // rebuild scans a sealed segment's log to rebuild missing or damaged
 // indexes. Damage in the log itself is reported, not repaired: a sealed
 // segment is never truncated behind the reader's back.
@@ -339,22 +320,15 @@ func (s *Segment) rebuild(size int64) error {
 		return nil
 	}
 	s.resetLocked()
-	sc := s.newScanner(0, size, true)
-	prevLast := s.base - 1
-	for {
-		b, n, err := sc.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("rebuild indexes of segment %s: %w: %v", Name(s.base, ""), ErrCorrupt, err)
-		}
-		if reason := s.checkStored(b, prevLast); reason != "" {
-			return fmt.Errorf("rebuild indexes of segment %s: %w: position %d: %s", Name(s.base, ""), ErrCorrupt, sc.pos-n, reason)
-		}
-		s.indexBatchLocked(sc.pos-n, n, BatchInfo{Base: b.BaseOffset(), Last: b.LastOffset(), MaxTimestamp: b.MaxTimestamp()})
-		s.mu.size = sc.pos
-		prevLast = b.LastOffset()
+	_, reason, err := s.walk(0, size, s.base-1, func(b record.Batch, pos, n int64) {
+		s.indexBatchLocked(pos, n, BatchInfo{Base: b.BaseOffset(), Last: b.LastOffset(), MaxTimestamp: b.MaxTimestamp()})
+		s.mu.size = pos + n
+	})
+	if err == nil && reason != "" {
+		err = fmt.Errorf("%w: %s", ErrCorrupt, reason)
+	}
+	if err != nil {
+		return fmt.Errorf("rebuild indexes of segment %s: %w", Name(s.base, ""), err)
 	}
 	s.mu.size = size
 	s.mu.loaded = true
