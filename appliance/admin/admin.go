@@ -15,8 +15,8 @@ type Status struct {
 	Version    string `json:"version"`
 	Ready      bool   `json:"ready"`
 	Reason     string `json:"reason,omitempty"`
-	Topics     int    `json:"topics"`
-	Partitions int    `json:"partitions"`
+	Topics     int    `json:"topics"`     // user topics, not internal ones
+	Partitions int    `json:"partitions"` // of user topics
 	DataDir    string `json:"data_dir"`
 	CleanStart bool   `json:"clean_start"`
 }

@@ -26,6 +26,19 @@ var apiVersions = map[int16][2]int16{
 	37: {0, 3},  // CreatePartitions
 	44: {0, 1},  // IncrementalAlterConfigs
 	60: {0, 2},  // DescribeCluster
+	8:  {0, 9},  // OffsetCommit
+	9:  {0, 9},  // OffsetFetch
+	10: {0, 4},  // FindCoordinator
+	11: {0, 9},  // JoinGroup
+	12: {0, 4},  // Heartbeat
+	13: {0, 5},  // LeaveGroup
+	14: {0, 5},  // SyncGroup
+	15: {0, 6},  // DescribeGroups
+	16: {0, 5},  // ListGroups
+	42: {0, 2},  // DeleteGroups
+	47: {0, 0},  // OffsetDelete
+	68: {0, 1},  // ConsumerGroupHeartbeat (KIP-848)
+	69: {0, 1},  // ConsumerGroupDescribe (KIP-848)
 }
 
 func (b *Broker) apiVersions(req *kafkawire.Request, r *kmsg.ApiVersionsRequest) kmsg.Response {

@@ -133,8 +133,8 @@ func TestUnknownKeysAndBadFramesDoNotHurtTheBroker(t *testing.T) {
 			binary.BigEndian.PutUint16(b[4:], 999)
 			return b
 		}(),
-		kafkawire.AppendRequest(nil, 1, nil, &kmsg.JoinGroupRequest{Version: 5}), // known to kmsg, not served
-		kafkawire.AppendRequest(nil, 1, nil, &kmsg.ProduceRequest{Version: 2}),   // below the served range
+		kafkawire.AppendRequest(nil, 1, nil, &kmsg.AddPartitionsToTxnRequest{Version: 3}), // known to kmsg, not served
+		kafkawire.AppendRequest(nil, 1, nil, &kmsg.ProduceRequest{Version: 2}),            // below the served range
 		{0x7f, 0xff, 0xff, 0xff},       // 2 GiB frame
 		{0, 0, 0, 6, 0, 3, 0, 9, 0, 0}, // truncated header
 		append([]byte{0, 0, 0, 12, 0, 3, 0, 12, 0, 0, 0, 1, 0, 0}, 0xff, 0xff), // garbage body

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eddybroker/eddy/appliance/group"
 	"github.com/eddybroker/eddy/appliance/metadata"
 	"github.com/eddybroker/eddy/appliance/storage"
 	"github.com/eddybroker/eddy/appliance/storage/partlog"
@@ -45,8 +46,13 @@ type Config struct {
 	// ProducerIDExpiration forgets idle producers (Kafka's
 	// producer.id.expiration.ms); default one day.
 	ProducerIDExpiration time.Duration
-	Now                  func() time.Time
-	Logger               *slog.Logger
+	// Groups configures the consumer-group coordinator.
+	Groups group.Config
+	// OffsetsPartitions is the partition count of __consumer_offsets when
+	// it is created; default 8.
+	OffsetsPartitions int32
+	Now               func() time.Time
+	Logger            *slog.Logger
 }
 
 // Broker serves Kafka requests for one node.
@@ -71,6 +77,7 @@ type Broker struct {
 	}
 	adminMu    sync.Mutex // serialises topic creation, deletion and config changes
 	autoCreate atomic.Bool
+	groups     *groupCoordinator
 }
 
 type topic struct {
@@ -103,6 +110,12 @@ func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error)
 	if cfg.LogBase.Name == "" && cfg.LogBase.SegmentBytes == 0 {
 		cfg.LogBase = partlog.DefaultConfig("")
 	}
+	if cfg.Groups == (group.Config{}) {
+		cfg.Groups = group.DefaultConfig()
+	}
+	if cfg.OffsetsPartitions <= 0 {
+		cfg.OffsetsPartitions = 8
+	}
 	b := &Broker{cfg: cfg, store: store, meta: meta, log: cfg.Logger}
 	b.autoCreate.Store(cfg.AutoCreateTopics)
 	b.mu.topics = map[string]*topic{}
@@ -127,6 +140,10 @@ func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error)
 			}
 		}
 	}
+	if err := b.startGroups(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -147,8 +164,10 @@ func (b *Broker) openTopic(mt metadata.Topic) (*topic, error) {
 	return t, nil
 }
 
-// Close writes producer-state snapshots. The store is closed by its owner.
+// Close stops the group coordinator and writes producer-state snapshots.
+// The store is closed by its owner.
 func (b *Broker) Close() error {
+	b.groups.close()
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	var errs []error
@@ -293,6 +312,38 @@ func (b *Broker) Serve(req *kafkawire.Request) kafkawire.Result {
 		return now(b.incrementalAlterConfigs(body))
 	case *kmsg.DescribeClusterRequest:
 		return now(b.describeCluster(req, body))
+	case *kmsg.FindCoordinatorRequest:
+		return now(b.findCoordinator(req, body))
+	case *kmsg.JoinGroupRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output {
+			return b.groups.core.JoinGroup(t, id, clientInfo(req), body)
+		})
+	case *kmsg.SyncGroupRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.SyncGroup(t, id, body) })
+	case *kmsg.HeartbeatRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.Heartbeat(t, id, body) })
+	case *kmsg.LeaveGroupRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.LeaveGroup(t, id, body) })
+	case *kmsg.OffsetCommitRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.OffsetCommit(t, id, body) })
+	case *kmsg.OffsetFetchRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.OffsetFetch(t, id, body) })
+	case *kmsg.DescribeGroupsRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.DescribeGroups(t, id, body) })
+	case *kmsg.ListGroupsRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.ListGroups(t, id, body) })
+	case *kmsg.DeleteGroupsRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.DeleteGroups(t, id, body) })
+	case *kmsg.OffsetDeleteRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output { return b.groups.core.OffsetDelete(t, id, body) })
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output {
+			return b.groups.core.ConsumerGroupHeartbeat(t, id, clientInfo(req), body)
+		})
+	case *kmsg.ConsumerGroupDescribeRequest:
+		return b.groups.call(req, func(t time.Time, id group.RequestID) group.Output {
+			return b.groups.core.ConsumerGroupDescribe(t, id, body)
+		})
 	}
 	// Supported() admitted it, so a case above must exist.
 	b.log.Error("no handler for a supported request", "key", req.Key, "version", req.Version)
@@ -300,3 +351,17 @@ func (b *Broker) Serve(req *kafkawire.Request) kafkawire.Result {
 }
 
 func now(r kmsg.Response) kafkawire.Result { return kafkawire.Result{Response: r} }
+
+// clientInfo names the client behind a request, for group members.
+func clientInfo(req *kafkawire.Request) group.ClientInfo {
+	ci := group.ClientInfo{}
+	if req.ClientID != nil {
+		ci.ClientID = *req.ClientID
+	}
+	if req.Conn != nil && req.Conn.Remote != nil {
+		if host, _, err := net.SplitHostPort(req.Conn.Remote.String()); err == nil {
+			ci.ClientHost = "/" + host
+		}
+	}
+	return ci
+}

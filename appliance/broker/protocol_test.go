@@ -33,9 +33,13 @@ func TestFetchLongPoll(t *testing.T) {
 	}
 	// A waiting fetch answers as soon as data arrives, well before max_wait.
 	rc.send(fetchReq("lp", 0, 1, 30_000))
-	go func() {
-		prod := dialRaw(t, n.addr)
-		produceRaw(prod, "lp", goodBatch(t, "wake"))
+	produced := make(chan kmsg.ProduceResponseTopicPartition, 1)
+	prod := dialRaw(t, n.addr)
+	go func() { produced <- produceRaw(prod, "lp", goodBatch(t, "wake")) }()
+	defer func() {
+		if sp := <-produced; sp.ErrorCode != 0 {
+			t.Errorf("produce: %+v", sp)
+		}
 	}()
 	start = time.Now()
 	frame := readFrame(t, rc)

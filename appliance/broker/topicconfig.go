@@ -207,6 +207,10 @@ func buildTopicConfig(name string, base partlog.Config, defaults, overrides map[
 		sort.Strings(errs)
 		return c, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
+	if c.cleanupPolicy == "compact" {
+		// Compaction alone never deletes segments by age or size.
+		c.log.RetentionMs, c.log.RetentionBytes = -1, -1
+	}
 	c.log.Name = name
 	return c, nil
 }

@@ -69,9 +69,10 @@ func (b *Broker) createTopic(name string, partitions int32, configs map[string]s
 
 func (b *Broker) putTopic(t *topic) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	b.mu.topics[t.meta.Name] = t
 	b.mu.byID[t.meta.ID] = t
+	b.mu.Unlock()
+	b.groups.topicsChanged()
 }
 
 // deleteTopic removes a topic: it stops serving it, deletes its metadata,
@@ -98,6 +99,7 @@ func (b *Broker) deleteTopic(t *topic) error {
 		}
 	}
 	b.wake() // long polls on the topic end now
+	b.groups.topicsChanged()
 	b.log.Info("deleted topic", "topic", t.meta.Name)
 	return errors.Join(errs...)
 }

@@ -91,6 +91,7 @@ type Config struct {
 	Kafka     Kafka     `toml:"kafka"`
 	Flush     Flush     `toml:"flush"`
 	Topics    Topics    `toml:"topics"`
+	Groups    Groups    `toml:"groups"`
 	Log       Log       `toml:"log"`
 	Logging   Logging   `toml:"logging"`
 
@@ -167,6 +168,19 @@ type Topics struct {
 	AutoCreate               string `toml:"auto_create" enum:"auto|true|false" reload:"hot"`
 	DefaultPartitions        int32  `toml:"default_partitions" min:"1"`
 	DefaultReplicationFactor int16  `toml:"default_replication_factor" min:"1"`
+}
+
+// Groups is the [groups] section: the consumer-group coordinator.
+type Groups struct {
+	InitialRebalanceDelay     Duration `toml:"initial_rebalance_delay" min:"0s"`
+	MinSessionTimeout         Duration `toml:"min_session_timeout" min:"1ms"`
+	MaxSessionTimeout         Duration `toml:"max_session_timeout" min:"1ms"`
+	MaxSize                   int      `toml:"max_size" min:"0"`
+	ConsumerSessionTimeout    Duration `toml:"consumer_session_timeout" min:"1ms"`
+	ConsumerHeartbeatInterval Duration `toml:"consumer_heartbeat_interval" min:"1ms"`
+	Assignor                  string   `toml:"assignor" enum:"uniform|range"`
+	OffsetsRetention          Duration `toml:"offsets_retention" min:"1ms"`
+	OffsetsTopicPartitions    int32    `toml:"offsets_topic_partitions" min:"1" max:"1000"`
 }
 
 // Log is the [log] section: defaults for topic configs and the log cleaner.

@@ -46,6 +46,9 @@ func (c *Config) problems() []*KeyError {
 	if q.Keepalive > 0 && q.IdleTimeout > 0 && q.Keepalive >= q.IdleTimeout {
 		add("listeners.quic.keepalive", "%s is not below listeners.quic.idle_timeout (%s); idle connections would close between keep-alives", q.Keepalive, q.IdleTimeout)
 	}
+	if gr := &c.Groups; gr.MaxSessionTimeout < gr.MinSessionTimeout {
+		add("groups.max_session_timeout", "%s is below groups.min_session_timeout (%s)", gr.MaxSessionTimeout, gr.MinSessionTimeout)
+	}
 	if clash(c.Listeners.Kafka.Addr, c.Admin.Addr) {
 		add("admin.addr", "%q takes the same TCP port as listeners.kafka.addr (%q)", c.Admin.Addr, c.Listeners.Kafka.Addr)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/eddybroker/eddy/appliance/admin"
 	"github.com/eddybroker/eddy/appliance/broker"
 	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/eddybroker/eddy/appliance/group"
 	"github.com/eddybroker/eddy/appliance/metadata"
 	"github.com/eddybroker/eddy/appliance/storage"
 	"github.com/eddybroker/eddy/appliance/storage/flush"
@@ -259,6 +260,9 @@ func (n *Node) Status() admin.Status {
 	if n.meta != nil {
 		st.ClusterID = n.meta.ClusterID()
 		for _, t := range n.meta.Topics() {
+			if t.Internal {
+				continue
+			}
 			st.Topics++
 			st.Partitions += int(t.Partitions)
 		}
@@ -446,7 +450,14 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 		"message.timestamp.type": l.MessageTimestampType,
 		"preallocate":            strconv.FormatBool(l.PreallocateBytes > 0),
 	}
+	gc := group.DefaultConfig()
+	gr := cfg.Groups
+	gc.InitialRebalanceDelay, gc.MinSessionTimeout, gc.MaxSessionTimeout = gr.InitialRebalanceDelay.D(), gr.MinSessionTimeout.D(), gr.MaxSessionTimeout.D()
+	gc.MaxGroupSize, gc.ConsumerSessionTimeout, gc.ConsumerHeartbeatInterval = gr.MaxSize, gr.ConsumerSessionTimeout.D(), gr.ConsumerHeartbeatInterval.D()
+	gc.DefaultAssignor, gc.OffsetsRetention = gr.Assignor, gr.OffsetsRetention.D()
 	return broker.Config{
+		Groups:                   gc,
+		OffsetsPartitions:        gr.OffsetsTopicPartitions,
 		NodeID:                   cfg.Node.ID,
 		Listeners:                listeners,
 		AutoCreateTopics:         cfg.AutoCreateTopics(),

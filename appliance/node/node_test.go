@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -225,6 +226,115 @@ func TestInvalidConfigIsRefusedWithEveryProblem(t *testing.T) {
 	for _, key := range []string{"flush.mode", "flush.max_delay", "profil"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("the error does not name %s: %v", key, err)
+		}
+	}
+}
+
+// TestKcatBalancedConsumers runs two kcat -G members: they split the
+// partitions and together read everything.
+func TestKcatBalancedConsumers(t *testing.T) {
+	kcat, err := exec.LookPath("kcat")
+	if err != nil {
+		t.Fatalf("kcat is needed (apt-get install kcat; .ci/run installs it): %v", err)
+	}
+	cfg := testConfig(t, t.TempDir())
+	cfg.Set("groups.initial_rebalance_delay", "0s", config.Flag)
+	n := startNode(t, cfg)
+	ctx := ctxT(t)
+	adm := kadm.NewClient(tcpClient(t, n))
+	if _, err := adm.CreateTopic(ctx, 6, 1, nil, "kg"); err != nil {
+		t.Fatal(err)
+	}
+	type member struct {
+		cmd  *exec.Cmd
+		mu   sync.Mutex
+		seen map[string]int32 // value -> partition
+	}
+	var members []*member
+	for i := 0; i < 2; i++ {
+		m := &member{seen: map[string]int32{}}
+		m.cmd = exec.Command(kcat, "-b", n.KafkaAddr(), "-G", "kcat-group", "-q", "-u", "-f", "%p %s\n",
+			"-X", "auto.offset.reset=earliest", "-X", "session.timeout.ms=6000", "kg")
+		out, err := m.cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.cmd.Process.Kill(); m.cmd.Wait() })
+		go func() {
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				var p int32
+				var v string
+				if _, err := fmt.Sscanf(sc.Text(), "%d %s", &p, &v); err == nil {
+					m.mu.Lock()
+					m.seen[v] = p
+					m.mu.Unlock()
+				}
+			}
+		}()
+		members = append(members, m)
+	}
+	// Wait until both members hold partitions.
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		dg, err := adm.DescribeGroups(ctx, "kcat-group")
+		if err == nil {
+			g := dg["kcat-group"]
+			assigned := 0
+			for _, m := range g.Members {
+				if ca, ok := m.Assigned.AsConsumer(); ok && len(ca.Topics) > 0 {
+					assigned++
+				}
+			}
+			if g.State == "Stable" && assigned == 2 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the two kcat members never both got partitions: %v", err)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+	prod := tcpClient(t, n, kgo.DefaultProduceTopic("kg"), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	const total = 600
+	for i := 0; i < total; i++ {
+		if err := prod.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprintf("v%04d", i))}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; {
+		all := map[string]bool{}
+		for _, m := range members {
+			m.mu.Lock()
+			for v := range m.seen {
+				all[v] = true
+			}
+			m.mu.Unlock()
+		}
+		if len(all) == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("together the kcat members read %d of %d", len(all), total)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+	parts := []map[int32]bool{{}, {}}
+	for i, m := range members {
+		m.mu.Lock()
+		for _, p := range m.seen {
+			parts[i][p] = true
+		}
+		if len(m.seen) == 0 {
+			t.Errorf("kcat member %d read nothing", i)
+		}
+		m.mu.Unlock()
+	}
+	for p := range parts[0] {
+		if parts[1][p] {
+			t.Fatalf("both members read partition %d", p)
 		}
 	}
 }

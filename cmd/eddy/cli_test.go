@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -82,5 +83,52 @@ func TestTLSCAPrintsTheNodesCA(t *testing.T) {
 	out, err := run(t, "", "tls", "ca", "--data-dir", dir)
 	if err != nil || !strings.Contains(out, "-----BEGIN CERTIFICATE-----") {
 		t.Fatalf("tls ca: %v\n%s", err, out)
+	}
+}
+
+func TestGroupCommands(t *testing.T) {
+	dir := t.TempDir()
+	p := startEddy(t, dir)
+	eddy := func(stdin string, args ...string) string {
+		t.Helper()
+		out, err := run(t, stdin, append(args, "--brokers", p.quic, "--data-dir", dir)...)
+		if err != nil {
+			t.Fatalf("eddy %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	eddy("", "topic", "create", "gt", "--partitions", "1")
+	var in strings.Builder
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&in, "r%d\n", i)
+	}
+	eddy(in.String(), "produce", "gt")
+	if out := eddy("", "consume", "gt", "--group", "g1", "--count", "4"); out != "r0\nr1\nr2\nr3\n" {
+		t.Fatalf("first group read: %q", out)
+	}
+	desc := eddy("", "group", "describe", "g1")
+	if !regexp.MustCompile(`(?m)^gt\s+0\s+4\s+10\s+6$`).MatchString(desc) {
+		t.Fatalf("describe: committed 4, end 10, lag 6 expected:\n%s", desc)
+	}
+	if out := eddy("", "consume", "gt", "--group", "g1", "--count", "6"); out != "r4\nr5\nr6\nr7\nr8\nr9\n" {
+		t.Fatalf("the group did not resume at its commit: %q", out)
+	}
+	if out := eddy("", "group", "list"); !strings.Contains(out, "g1") {
+		t.Fatalf("list: %s", out)
+	}
+	plan := eddy("", "group", "reset-offsets", "g1", "--topic", "gt", "--to", "earliest")
+	if !strings.Contains(plan, "dry run") || !regexp.MustCompile(`(?m)^gt\s+0\s+10\s+0$`).MatchString(plan) {
+		t.Fatalf("dry run:\n%s", plan)
+	}
+	if desc := eddy("", "group", "describe", "g1"); !regexp.MustCompile(`(?m)^gt\s+0\s+10\s+10\s+0$`).MatchString(desc) {
+		t.Fatalf("a dry run changed the offsets:\n%s", desc)
+	}
+	eddy("", "group", "reset-offsets", "g1", "--topic", "gt", "--to", "2", "--execute")
+	if out := eddy("", "consume", "gt", "--group", "g1", "--count", "2"); out != "r2\nr3\n" {
+		t.Fatalf("after reset to 2: %q", out)
+	}
+	eddy("", "group", "delete", "g1")
+	if out := eddy("", "group", "list"); strings.Contains(out, "g1") {
+		t.Fatalf("deleted group listed: %s", out)
 	}
 }

@@ -21,7 +21,7 @@ import (
 
 func newConsumeCmd() *cobra.Command {
 	var cf clientFlags
-	var from, format string
+	var from, format, group string
 	var partitions []int32
 	var follow bool
 	var count int
@@ -45,6 +45,9 @@ value), or json (one object per line, with headers).`,
 			pr, err := newPrinter(cmd.OutOrStdout(), format)
 			if err != nil {
 				return err
+			}
+			if group != "" {
+				return consumeGroup(cmd, &cf, topic, group, pos, pr, follow, count)
 			}
 			ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer cancel()
@@ -143,7 +146,62 @@ value), or json (one object per line, with headers).`,
 	cmd.Flags().Int32SliceVarP(&partitions, "partition", "p", nil, "partitions to read (default all)")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new records")
 	cmd.Flags().IntVarP(&count, "count", "n", 0, "stop after this many records")
+	cmd.Flags().StringVarP(&group, "group", "g", "", "consume as a member of this group, committing offsets (needs --count or --follow)")
 	return cmd
+}
+
+// consumeGroup reads as a group member: partitions come from the group,
+// the start from the group's committed offsets (or --from for partitions
+// without one), and what was printed is committed on the way out.
+func consumeGroup(cmd *cobra.Command, cf *clientFlags, topic, group string, pos position, pr *printer, follow bool, count int) error {
+	if !follow && count <= 0 {
+		return fmt.Errorf("with --group, give --count N or --follow: a group member has no end to stop at")
+	}
+	reset := kgo.NewOffset().AtStart()
+	switch {
+	case pos.end:
+		reset = kgo.NewOffset().AtEnd()
+	case pos.hasTime:
+		reset = kgo.NewOffset().AfterMilli(pos.ms)
+	case !pos.start:
+		reset = kgo.NewOffset().At(pos.offset)
+	}
+	cl, err := cf.client(kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(reset),
+		kgo.AutoCommitMarks(), kgo.OnPartitionsRevoked(func(ctx context.Context, c *kgo.Client, _ map[string][]int32) {
+			c.CommitMarkedOffsets(ctx)
+		}))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	defer pr.flush()
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	printed := 0
+	for follow || printed < count {
+		fs := cl.PollRecords(ctx, max(count-printed, 0))
+		if ctx.Err() != nil {
+			break
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetch %s/%d: %w", t, p, err) })
+		if ferr != nil {
+			return ferr
+		}
+		for it := fs.RecordIter(); !it.Done(); {
+			r := it.Next()
+			pr.print(r)
+			cl.MarkCommitRecords(r)
+			printed++
+		}
+		pr.flush()
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	if err := cl.CommitMarkedOffsets(cctx); err != nil {
+		return fmt.Errorf("commit offsets of group %s: %w", group, err)
+	}
+	return nil
 }
 
 func containsPart(ps []int32, p int32) bool {

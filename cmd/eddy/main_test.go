@@ -78,7 +78,8 @@ func startEddy(t testing.TB, dataDir string, args ...string) *proc {
 		}
 	}
 	cmd := exec.Command(eddyBin, all...)
-	cmd.Env = append(os.Environ(), "EDDY_LOGGING_FORMAT=json", "EDDY_CONFIG=")
+	// Groups assign at once: the tests do not start members in bursts.
+	cmd.Env = append(os.Environ(), "EDDY_LOGGING_FORMAT=json", "EDDY_CONFIG=", "EDDY_GROUPS_INITIAL_REBALANCE_DELAY=0s")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
