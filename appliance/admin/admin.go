@@ -26,6 +26,9 @@ type Source interface {
 	// Ready reports whether the node serves clients, and why not.
 	Ready() (bool, string)
 	Status() Status
+	// Partitions describes the storage of a topic's partitions (every
+	// topic's when the name is empty), as JSON-encodable values.
+	Partitions(topic string) any
 }
 
 // Handler returns the admin API's routes.
@@ -45,10 +48,17 @@ func Handler(src Source) http.Handler {
 		w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(src.Status())
+		writeJSON(w, src.Status())
+	})
+	mux.HandleFunc("GET /v1/partitions", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, src.Partitions(r.URL.Query().Get("topic")))
 	})
 	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -14,6 +15,9 @@ type fakeSource struct {
 
 func (f *fakeSource) Ready() (bool, string) { return f.ready, f.why }
 func (f *fakeSource) Status() Status        { return Status{NodeID: 3, Ready: f.ready, Reason: f.why} }
+func (f *fakeSource) Partitions(topic string) any {
+	return []map[string]any{{"topic": topic, "partition": 0}}
+}
 
 func TestEndpoints(t *testing.T) {
 	src := &fakeSource{why: "recovering 3/10 partitions"}
@@ -38,6 +42,9 @@ func TestEndpoints(t *testing.T) {
 	src.ready, src.why = true, ""
 	if resp, _ := get("/readyz"); resp.StatusCode != 200 {
 		t.Fatalf("readyz when ready: %d", resp.StatusCode)
+	}
+	if resp, body := get("/v1/partitions?topic=orders"); resp.StatusCode != 200 || !strings.Contains(body, `"topic": "orders"`) {
+		t.Fatalf("partitions: %d %q", resp.StatusCode, body)
 	}
 	resp, body := get("/v1/status")
 	var st Status

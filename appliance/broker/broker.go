@@ -51,8 +51,11 @@ type Config struct {
 	// OffsetsPartitions is the partition count of __consumer_offsets when
 	// it is created; default 8.
 	OffsetsPartitions int32
-	Now               func() time.Time
-	Logger            *slog.Logger
+	// OffsetsSegmentBytes is segment.bytes of __consumer_offsets when it
+	// is created; zero means 100 MiB.
+	OffsetsSegmentBytes int64
+	Now                 func() time.Time
+	Logger              *slog.Logger
 }
 
 // Broker serves Kafka requests for one node.
@@ -115,6 +118,9 @@ func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error)
 	}
 	if cfg.OffsetsPartitions <= 0 {
 		cfg.OffsetsPartitions = 8
+	}
+	if cfg.OffsetsSegmentBytes <= 0 {
+		cfg.OffsetsSegmentBytes = 100 << 20
 	}
 	b := &Broker{cfg: cfg, store: store, meta: meta, log: cfg.Logger}
 	b.autoCreate.Store(cfg.AutoCreateTopics)

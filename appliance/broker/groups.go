@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -73,7 +74,7 @@ func (b *Broker) startGroups() error {
 	if _, ok := b.topic(OffsetsTopic); !ok {
 		mt := metadata.Topic{
 			Name: OffsetsTopic, ID: metadata.NewTopicID(), Partitions: b.cfg.OffsetsPartitions, ReplicationFactor: 1, Internal: true,
-			Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": "104857600"},
+			Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": strconv.FormatInt(b.cfg.OffsetsSegmentBytes, 10)},
 		}
 		if err := b.meta.CreateTopic(mt); err != nil {
 			return fmt.Errorf("create %s: %w", OffsetsTopic, err)

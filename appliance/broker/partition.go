@@ -55,6 +55,7 @@ func (b *Broker) openPartition(tp storage.TopicPartition, tc topicConfig) (*part
 	l.SetHooks(partlog.Hooks{
 		OnRoll:          p.onRoll,
 		OnHighWatermark: func(int64) { b.wake() },
+		LastBatch:       p.lastBatch,
 	})
 	return p, nil
 }
@@ -123,6 +124,18 @@ func snapshotOffset(name string) (int64, bool) {
 		n = n*10 + int64(c-'0')
 	}
 	return n, true
+}
+
+// lastBatch returns the last offset of a producer's newest batch, which
+// compaction keeps so the producer's sequence survives.
+func (p *partition) lastBatch(pid int64) (int64, bool) {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	e, ok := p.state.Entry(pid)
+	if !ok || len(e.Batches) == 0 {
+		return 0, false
+	}
+	return e.Batches[len(e.Batches)-1].LastOffset, true
 }
 
 // onRoll snapshots the producer state at the start of the new segment. It

@@ -70,7 +70,8 @@ var topicConfigDefs = []configDef{
 		return nil
 	}},
 	{"delete.retention.ms", kmsg.ConfigTypeLong, "how long tombstones are kept on compacted topics", func(v string, c *topicConfig) error {
-		_, err := parseLong(v, 0)
+		n, err := parseLong(v, 0)
+		c.log.DeleteRetention = msDuration(n)
 		return err
 	}},
 	{"index.interval.bytes", kmsg.ConfigTypeInt, "log bytes between offset index entries", func(v string, c *topicConfig) error {
@@ -82,7 +83,11 @@ var topicConfigDefs = []configDef{
 		return err
 	}},
 	{"max.compaction.lag.ms", kmsg.ConfigTypeLong, "longest a record may stay uncompacted", func(v string, c *topicConfig) error {
-		_, err := parseLong(v, 1)
+		n, err := parseLong(v, 1)
+		if n == math.MaxInt64 {
+			n = 0 // no limit
+		}
+		c.log.MaxCompactionLag = msDuration(n)
 		return err
 	}},
 	{"max.message.bytes", kmsg.ConfigTypeInt, "largest record batch a producer may send", func(v string, c *topicConfig) error {
@@ -109,10 +114,12 @@ var topicConfigDefs = []configDef{
 		if err != nil || f < 0 || f > 1 {
 			return fmt.Errorf("%q: want a number between 0 and 1", v)
 		}
+		c.log.MinCleanableDirtyRatio = f
 		return nil
 	}},
 	{"min.compaction.lag.ms", kmsg.ConfigTypeLong, "youngest a record may be to be compacted", func(v string, c *topicConfig) error {
-		_, err := parseLong(v, 0)
+		n, err := parseLong(v, 0)
+		c.log.MinCompactionLag = msDuration(n)
 		return err
 	}},
 	{"min.insync.replicas", kmsg.ConfigTypeInt, "in-sync replicas an acks=all produce needs", func(v string, c *topicConfig) error {
@@ -207,6 +214,7 @@ func buildTopicConfig(name string, base partlog.Config, defaults, overrides map[
 		sort.Strings(errs)
 		return c, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
+	c.log.Compact = strings.Contains(c.cleanupPolicy, "compact")
 	if c.cleanupPolicy == "compact" {
 		// Compaction alone never deletes segments by age or size.
 		c.log.RetentionMs, c.log.RetentionBytes = -1, -1

@@ -181,6 +181,7 @@ type Groups struct {
 	Assignor                  string   `toml:"assignor" enum:"uniform|range"`
 	OffsetsRetention          Duration `toml:"offsets_retention" min:"1ms"`
 	OffsetsTopicPartitions    int32    `toml:"offsets_topic_partitions" min:"1" max:"1000"`
+	OffsetsSegmentBytes       Size     `toml:"offsets_segment_bytes" min:"75" max:"2147483647"`
 }
 
 // Log is the [log] section: defaults for topic configs and the log cleaner.
@@ -197,6 +198,9 @@ type Log struct {
 	PreallocateBytes       Size     `toml:"preallocate_bytes" min:"0"`
 	VerifyReads            bool     `toml:"verify_reads"`
 	RetentionCheckInterval Duration `toml:"retention_check_interval" min:"1ms" reload:"hot"`
+	CleanerInterval        Duration `toml:"cleaner_interval" min:"1ms"`
+	CleanerDedupeBuffer    Size     `toml:"cleaner_dedupe_buffer" min:"1024"`
+	CleanerIOMaxBytes      Size     `toml:"cleaner_io_max_bytes_per_second" min:"0"`
 }
 
 // Logging is the [logging] section: the node's own logs.

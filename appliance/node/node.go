@@ -31,6 +31,7 @@ import (
 	"github.com/eddybroker/eddy/appliance/group"
 	"github.com/eddybroker/eddy/appliance/metadata"
 	"github.com/eddybroker/eddy/appliance/storage"
+	"github.com/eddybroker/eddy/appliance/storage/cleaner"
 	"github.com/eddybroker/eddy/appliance/storage/flush"
 	"github.com/eddybroker/eddy/appliance/storage/partlog"
 	"github.com/eddybroker/eddy/appliance/storage/vfs"
@@ -72,11 +73,13 @@ type Node struct {
 	adminSrv  *http.Server
 	adminLn   net.Listener
 
+	cleaner    *cleaner.Cleaner
 	ready      atomic.Bool
 	notReady   atomic.Value // string: why not ready
 	retention  chan struct{}
 	stopOnce   sync.Once
-	background sync.WaitGroup
+	background sync.WaitGroup // listeners
+	maint      sync.WaitGroup // retention and the cleaner: stopped before storage closes
 	cleanStart bool
 }
 
@@ -194,8 +197,23 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 		}))
 		n.goServe("quic listener", func() error { return n.quicSrv.Serve(context.Background()) })
 	}
-	n.background.Add(1)
+	n.maint.Add(1)
 	go n.runRetention()
+	n.cleaner = cleaner.New(cleaner.Config{
+		Interval: cfg.Log.CleanerInterval.D(), MaxMapBytes: cfg.Log.CleanerDedupeBuffer.Int64(),
+		IOBytesPerSecond: cfg.Log.CleanerIOMaxBytes.Int64(), Logger: n.log,
+	}, func() []*partlog.Log {
+		var out []*partlog.Log
+		for _, l := range st.Logs() {
+			out = append(out, l)
+		}
+		return out
+	})
+	n.maint.Add(1)
+	go func() {
+		defer n.maint.Done()
+		n.cleaner.Run(n.retention)
+	}()
 	return ctx.Err()
 }
 
@@ -229,7 +247,7 @@ func (n *Node) startAdmin(addr string) error {
 // runRetention deletes expired segments every log.retention_check_interval
 // (re-read each round, so a reload applies).
 func (n *Node) runRetention() {
-	defer n.background.Done()
+	defer n.maint.Done()
 	for {
 		t := time.NewTimer(n.cfg.Load().Log.RetentionCheckInterval.D())
 		select {
@@ -268,6 +286,14 @@ func (n *Node) Status() admin.Status {
 		}
 	}
 	return st
+}
+
+// Partitions implements admin.Source.
+func (n *Node) Partitions(topic string) any {
+	if n.brk == nil {
+		return []broker.PartitionStatus{}
+	}
+	return n.brk.Partitions(topic)
 }
 
 // KafkaAddr returns the bound Kafka TCP address ("" when disabled).
@@ -329,6 +355,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			}
 		}
 		close(n.retention)
+		n.maint.Wait()
 		errs = append(errs, n.closeStorage()...)
 		if n.adminSrv != nil {
 			n.adminSrv.Shutdown(ctx)
@@ -373,6 +400,7 @@ func (n *Node) abort() {
 	default:
 		close(n.retention)
 	}
+	n.maint.Wait()
 	n.closeStorage()
 	if n.adminSrv != nil {
 		n.adminSrv.Close()
@@ -458,6 +486,7 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 	return broker.Config{
 		Groups:                   gc,
 		OffsetsPartitions:        gr.OffsetsTopicPartitions,
+		OffsetsSegmentBytes:      int64(gr.OffsetsSegmentBytes),
 		NodeID:                   cfg.Node.ID,
 		Listeners:                listeners,
 		AutoCreateTopics:         cfg.AutoCreateTopics(),

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -21,6 +23,7 @@ type clientFlags struct {
 	caFile    string
 	pin       string
 	dataDir   string
+	adminAddr string
 }
 
 func (f *clientFlags) add(cmd *cobra.Command) {
@@ -30,6 +33,25 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 	fl.StringVar(&f.caFile, "ca", "", "CA certificate (PEM) to trust over QUIC (env EDDY_CA; default: the local node's, found through --data-dir)")
 	fl.StringVar(&f.pin, "pin", "", "trust exactly the broker whose key has this fingerprint, sha256:<hex>")
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory of a node on this host, to find its CA (env EDDY_DATA_DIR)")
+	fl.StringVar(&f.adminAddr, "admin", "", "the node's admin API host:port, for storage details (env EDDY_ADMIN_ADDR; default 127.0.0.1:9644)")
+}
+
+// adminGet fetches a JSON document from the node's admin API into v.
+func (f *clientFlags) adminGet(path string, v any) error {
+	addr := envOr(f.adminAddr, "EDDY_ADMIN_ADDR")
+	if addr == "" {
+		addr = "127.0.0.1:9644"
+	}
+	c := http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("admin API at %s: %s", addr, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 func envOr(v, env string) string {

@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/url"
+	"time"
+
 	"fmt"
+	"github.com/eddybroker/eddy/appliance/broker"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -86,7 +91,10 @@ func newTopicCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cf.withAdmin(func(ctx context.Context, adm *kadm.Client) error {
-				return describeTopic(ctx, cmd, adm, args[0])
+				if err := describeTopic(ctx, cmd, adm, args[0]); err != nil {
+					return err
+				}
+				return describeStorage(cmd.OutOrStdout(), &cf, args[0])
 			})
 		},
 	}
@@ -205,6 +213,47 @@ func describeTopic(ctx context.Context, cmd *cobra.Command, adm *kadm.Client, na
 			}
 			fmt.Fprintf(w, "%s\t%s\t(%s)\n", c.Key, c.MaybeValue(), src)
 		}
+	}
+	return w.Flush()
+}
+
+// describeStorage prints what the node's admin API knows of a topic's
+// partitions: size, segments and, for compacted topics, the cleaner.
+func describeStorage(out io.Writer, cf *clientFlags, name string) error {
+	var parts []broker.PartitionStatus
+	if err := cf.adminGet("/v1/partitions?topic="+url.QueryEscape(name), &parts); err != nil {
+		fmt.Fprintf(out, "\nstorage details unavailable (%v)\n", err)
+		return nil
+	}
+	fmt.Fprintln(out, "\nSTORAGE")
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	compacted := false
+	fmt.Fprintln(w, "PARTITION\tSIZE\tSEGMENTS\tSTATUS")
+	for _, p := range parts {
+		status := "ok"
+		if p.Failed != "" {
+			status = "failed: " + p.Failed
+		}
+		fmt.Fprintf(w, "%d\t%d\t%d\t%s\n", p.Partition, p.Size, p.Segments, status)
+		compacted = compacted || p.Cleaner != nil
+	}
+	w.Flush()
+	if !compacted {
+		return nil
+	}
+	fmt.Fprintln(out, "\nCLEANER")
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PARTITION\tDIRTY\tCLEANED TO\tLAST CLEANED\tRUNS\tREMOVED\tFAILURES\tLAST ERROR")
+	for _, p := range parts {
+		c := p.Cleaner
+		if c == nil {
+			continue
+		}
+		last := "never"
+		if !c.LastCleaned.IsZero() {
+			last = c.LastCleaned.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "%d\t%.0f%%\t%d\t%s\t%d\t%d\t%d\t%s\n", p.Partition, 100*c.DirtyRatio, c.CleanerOffset, last, c.Runs, c.RecordsRemoved, c.Failures, c.LastError)
 	}
 	return w.Flush()
 }

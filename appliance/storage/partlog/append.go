@@ -206,7 +206,8 @@ func (l *Log) rollLocked() error {
 		return l.errf("roll", err)
 	}
 	l.mu.RLock()
-	cp := checkpoint{logStart: l.mu.logStart, recoveryPoint: next}
+	cp := l.cpLocked()
+	cp.recoveryPoint = next
 	l.mu.RUnlock()
 	// The checkpoint write syncs the directory, which also makes the new
 	// segment's file durable.

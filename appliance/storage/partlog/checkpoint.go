@@ -20,10 +20,11 @@ const checkpointVersion = 1
 type checkpoint struct {
 	logStart      int64
 	recoveryPoint int64
+	cleanerOffset int64 // first offset the log cleaner has not compacted yet
 }
 
 func (c checkpoint) encode() []byte {
-	return fmt.Appendf(nil, "version %d\nlog-start-offset %d\nrecovery-point %d\n", checkpointVersion, c.logStart, c.recoveryPoint)
+	return fmt.Appendf(nil, "version %d\nlog-start-offset %d\nrecovery-point %d\ncleaner-offset %d\n", checkpointVersion, c.logStart, c.recoveryPoint, c.cleanerOffset)
 }
 
 func decodeCheckpoint(buf []byte) (checkpoint, error) {
@@ -52,6 +53,8 @@ func decodeCheckpoint(buf []byte) (checkpoint, error) {
 			c.logStart = n
 		case "recovery-point":
 			c.recoveryPoint = n
+		case "cleaner-offset":
+			c.cleanerOffset = n
 		default:
 			continue // a later minor addition; ignore
 		}

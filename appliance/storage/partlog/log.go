@@ -56,6 +56,13 @@ type Config struct {
 	DropCacheOnSeal    bool          // fadvise DONTNEED on sealed segments
 	VerifyReads        bool          // CRC-check every batch served
 	MaxUncompressed    int           // decompression bound for record scans
+
+	// Compaction (cleanup.policy with compact).
+	Compact                bool          // cleanup.policy includes compact
+	MinCleanableDirtyRatio float64       // min.cleanable.dirty.ratio
+	MinCompactionLag       time.Duration // min.compaction.lag.ms
+	MaxCompactionLag       time.Duration // max.compaction.lag.ms; 0 means none
+	DeleteRetention        time.Duration // delete.retention.ms: how long tombstones stay
 }
 
 // DefaultConfig returns Kafka's defaults.
@@ -69,6 +76,9 @@ func DefaultConfig(name string) Config {
 		RetentionMs:        7 * 24 * time.Hour,
 		RetentionBytes:     -1,
 		VerifyReads:        true,
+
+		MinCleanableDirtyRatio: 0.5,
+		DeleteRetention:        24 * time.Hour,
 	}
 }
 
@@ -127,8 +137,10 @@ type Log struct {
 		durable       int64 // everything below is synced
 		hw            int64
 		recoveryPoint int64
+		cleanerOffset int64 // compaction has covered everything below
 		failed        error
 		closed        bool
+		cleaner       CleanerState
 		hwCh          chan struct{} // closed and replaced when the HW moves
 		done          chan struct{} // closed by Close
 		externalHW    bool          // the HW is set by replication, not by flushes
@@ -144,6 +156,9 @@ type Hooks struct {
 	OnRoll func(nextBase int64)
 	// OnHighWatermark runs after the HW moves, with the log's lock held.
 	OnHighWatermark func(hw int64)
+	// LastBatch returns the last offset of a producer's last batch, which
+	// compaction must keep (idempotence survives only with it).
+	LastBatch func(producerID int64) (lastOffset int64, ok bool)
 }
 
 // SetHooks installs hooks (replacing any earlier ones).
@@ -233,6 +248,9 @@ func (l *Log) load(clean bool, rep *RecoveryReport) error {
 	if err != nil {
 		return err
 	}
+	if err := l.finishCleaning(); err != nil {
+		return err
+	}
 	if err := l.finishSwaps(names); err != nil {
 		return err
 	}
@@ -244,7 +262,7 @@ func (l *Log) load(clean bool, rep *RecoveryReport) error {
 	changed := false
 	for _, n := range names {
 		switch {
-		case strings.HasSuffix(n, ".tmp"), strings.HasSuffix(n, ".cleaned"), strings.HasSuffix(n, ".deleted"):
+		case strings.HasSuffix(n, ".tmp"), strings.HasSuffix(n, CleanedSuffix), strings.HasSuffix(n, ".deleted"):
 			if err := l.fsys.Remove(filepath.Join(l.dir, n)); err != nil {
 				return err
 			}
@@ -325,7 +343,13 @@ func (l *Log) load(clean bool, rep *RecoveryReport) error {
 		}
 	}
 	l.mu.recoveryPoint = l.active().Base()
-	return writeCheckpoint(l.fsys, l.dir, checkpoint{logStart: l.mu.logStart, recoveryPoint: l.mu.recoveryPoint})
+	l.mu.cleanerOffset = min(max(cp.cleanerOffset, l.mu.logStart), l.mu.leo)
+	return writeCheckpoint(l.fsys, l.dir, l.cpLocked())
+}
+
+// cpLocked is the checkpoint of the log's current state (l.mu held).
+func (l *Log) cpLocked() checkpoint {
+	return checkpoint{logStart: l.mu.logStart, recoveryPoint: l.mu.recoveryPoint, cleanerOffset: l.mu.cleanerOffset}
 }
 
 // openCleanTail makes the last segment appendable after a clean shutdown;
@@ -429,6 +453,7 @@ func (l *Log) resetToLocked(offset int64) error {
 	}
 	l.mu.leo, l.mu.durable, l.mu.hw = offset, offset, offset
 	l.mu.logStart = offset
+	l.mu.cleanerOffset = offset
 	return nil
 }
 
@@ -459,7 +484,8 @@ func (l *Log) Close() error {
 	l.mu.closed = true
 	failed := l.mu.failed
 	segs := l.mu.segs
-	cp := checkpoint{logStart: l.mu.logStart, recoveryPoint: l.active().Base()}
+	cp := l.cpLocked()
+	cp.recoveryPoint = l.active().Base()
 	close(l.mu.hwCh)
 	l.mu.hwCh = make(chan struct{})
 	close(l.mu.done)

@@ -109,13 +109,16 @@ func (l *Log) deletePrefixLocked(n int) error {
 	l.mu.Lock()
 	doomed := append([]*segment.Segment(nil), l.mu.segs[:n]...)
 	newStart := max(l.mu.logStart, l.mu.segs[n].Base())
-	cp := checkpoint{logStart: newStart, recoveryPoint: l.mu.recoveryPoint}
+	cp := l.cpLocked()
+	cp.logStart = newStart
+	cp.cleanerOffset = max(cp.cleanerOffset, newStart)
 	l.mu.Unlock()
 	if err := writeCheckpoint(l.fsys, l.dir, cp); err != nil {
 		return l.errf("retention of", err)
 	}
 	l.mu.Lock()
 	l.mu.logStart = newStart
+	l.mu.cleanerOffset = cp.cleanerOffset
 	l.mu.segs = append([]*segment.Segment(nil), l.mu.segs[n:]...)
 	l.mu.Unlock()
 	for _, s := range doomed {
@@ -137,7 +140,8 @@ func (l *Log) DeleteRecords(offset int64) (int64, error) {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	l.mu.RLock()
-	start, hw, rp, closed := l.mu.logStart, l.mu.hw, l.mu.recoveryPoint, l.mu.closed
+	start, hw, closed := l.mu.logStart, l.mu.hw, l.mu.closed
+	cp := l.cpLocked()
 	l.mu.RUnlock()
 	if closed {
 		return 0, l.errf("delete records of", ErrClosed)
@@ -148,11 +152,14 @@ func (l *Log) DeleteRecords(offset int64) (int64, error) {
 	if offset <= start {
 		return start, nil
 	}
-	if err := writeCheckpoint(l.fsys, l.dir, checkpoint{logStart: offset, recoveryPoint: rp}); err != nil {
+	cp.logStart = offset
+	cp.cleanerOffset = max(cp.cleanerOffset, offset)
+	if err := writeCheckpoint(l.fsys, l.dir, cp); err != nil {
 		return start, l.errf("delete records of", err)
 	}
 	l.mu.Lock()
 	l.mu.logStart = offset
+	l.mu.cleanerOffset = cp.cleanerOffset
 	l.mu.Unlock()
 	return offset, nil
 }
@@ -184,12 +191,17 @@ func (l *Log) TruncateTo(offset int64) (int64, error) {
 	i = max(i, 0)
 	// Lower the recovery point first: a crash part way through is then
 	// finished by recovery scanning from segs[i].
-	cp := checkpoint{logStart: start, recoveryPoint: segs[i].Base()}
+	l.mu.RLock()
+	cp := l.cpLocked()
+	l.mu.RUnlock()
+	cp.recoveryPoint = segs[i].Base()
+	cp.cleanerOffset = min(cp.cleanerOffset, offset)
 	if err := writeCheckpoint(l.fsys, l.dir, cp); err != nil {
 		return 0, l.errf("truncate", err)
 	}
 	l.mu.Lock()
 	l.mu.recoveryPoint = cp.recoveryPoint
+	l.mu.cleanerOffset = cp.cleanerOffset
 	l.mu.segs = segs[:i+1]
 	l.mu.Unlock()
 	for _, s := range segs[i+1:] {
@@ -229,7 +241,7 @@ func (l *Log) TruncateFullyAndStartAt(offset int64) error {
 }
 
 func (l *Log) truncateFullyLocked(offset int64) error {
-	if err := writeCheckpoint(l.fsys, l.dir, checkpoint{logStart: offset, recoveryPoint: offset}); err != nil {
+	if err := writeCheckpoint(l.fsys, l.dir, checkpoint{logStart: offset, recoveryPoint: offset, cleanerOffset: offset}); err != nil {
 		return l.errf("truncate", err)
 	}
 	l.mu.Lock()
@@ -238,6 +250,7 @@ func (l *Log) truncateFullyLocked(offset int64) error {
 		l.mu.failed = err
 		return l.errf("truncate", err)
 	}
+	l.mu.cleanerOffset = offset
 	l.mu.recoveryPoint = offset
 	close(l.mu.hwCh)
 	l.mu.hwCh = make(chan struct{})

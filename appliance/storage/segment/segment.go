@@ -81,6 +81,7 @@ type Segment struct {
 	base int64
 	opts Options
 	log  vfs.File
+	temp string // suffix of every file name while the segment is being written elsewhere (".cleaned")
 
 	mu struct {
 		sync.RWMutex
@@ -100,7 +101,49 @@ type Segment struct {
 	}
 }
 
-func (s *Segment) path(suffix string) string { return filepath.Join(s.dir, Name(s.base, suffix)) }
+func (s *Segment) path(suffix string) string {
+	return filepath.Join(s.dir, Name(s.base, suffix)+s.temp)
+}
+
+// CreateTemp creates a segment whose files carry an extra suffix (such as
+// ".cleaned") until the caller renames them into place with Promote.
+func CreateTemp(fsys vfs.FS, dir string, base int64, opts Options, temp string) (*Segment, error) {
+	s := &Segment{fsys: fsys, dir: dir, base: base, opts: opts, temp: temp}
+	f, err := fsys.Create(s.path(LogSuffix))
+	if err != nil {
+		return nil, fmt.Errorf("create segment %s: %w", Name(base, temp), err)
+	}
+	s.log = f
+	s.mu.next = base
+	s.mu.maxTS, s.mu.maxTSOffset, s.mu.firstTS = -1, -1, -1
+	s.mu.loaded = true
+	s.mu.refs = 1
+	return s, nil
+}
+
+// Suffixes are the file suffixes of a segment.
+var Suffixes = []string{LogSuffix, IndexSuffix, TimeIndexSuffix}
+
+// EachBatch calls fn with every batch of the segment, in order, each
+// checked (length, magic, CRC). The batch is valid only during the call.
+func (s *Segment) EachBatch(fn func(b record.Batch) error) error {
+	size := s.Size()
+	var cbErr error
+	_, reason, err := s.walk(0, size, s.base-1, func(b record.Batch, _, _ int64) {
+		if cbErr == nil {
+			cbErr = fn(b)
+		}
+	})
+	switch {
+	case err != nil:
+		return fmt.Errorf("read segment %s: %w", Name(s.base, ""), err)
+	case cbErr != nil:
+		return cbErr
+	case reason != "":
+		return fmt.Errorf("read segment %s: %w: %s", Name(s.base, ""), ErrCorrupt, reason)
+	}
+	return nil
+}
 
 // Create creates an empty segment at base; it becomes the active segment.
 // The caller syncs the directory.
