@@ -176,6 +176,17 @@ func (c *Cleaner) Run(stop <-chan struct{}) {
 	}
 }
 
+// Throttle returns a function that blocks to hold the bytes it is told of
+// to rate bytes per second, as the cleaner's I/O throttle does; nil when
+// rate is 0.
+func Throttle(rate int64) func(n int) {
+	if rate <= 0 {
+		return nil
+	}
+	b := &tokenBucket{rate: rate}
+	return b.take
+}
+
 // tokenBucket limits bytes per second (rate 0: no limit).
 type tokenBucket struct {
 	mu     sync.Mutex

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"path/filepath"
 	"sort"
 	"time"
@@ -90,7 +89,12 @@ type CompactResult struct {
 	RecordsRemoved  int64
 	TombstonesKept  int64
 	CleanedUpTo     int64 // the cleaner offset after the pass
-	Duration        time.Duration
+	// MapKeys and MapBytes size the key map of the pass; MapHashed says
+	// it held 128-bit hashes rather than exact keys.
+	MapKeys   int
+	MapBytes  int64
+	MapHashed bool
+	Duration  time.Duration
 }
 
 // CleanerState is what the log knows of its compaction, for operators.
@@ -140,68 +144,6 @@ func (l *Log) RecordCleanerError(err error, now time.Time) {
 	defer l.mu.Unlock()
 	l.mu.cleaner.Failures++
 	l.mu.cleaner.LastError, l.mu.cleaner.LastErrorAt = err.Error(), now
-}
-
-// keyMap maps record keys to their latest offset: exact keys while they
-// fit in the budget, 128-bit FNV hashes after.
-type keyMap struct {
-	exact  map[string]int64
-	hashed map[[16]byte]int64
-	bytes  int64
-	budget int64
-}
-
-const hashedEntryBytes = 48
-
-func newKeyMap(budget int64) *keyMap {
-	if budget <= 0 {
-		budget = 32 << 20
-	}
-	return &keyMap{exact: map[string]int64{}, budget: budget}
-}
-
-func hashKey(k []byte) [16]byte {
-	h := fnv.New128a()
-	h.Write(k)
-	var out [16]byte
-	h.Sum(out[:0])
-	return out
-}
-
-// full reports whether another entry would exceed the budget.
-func (m *keyMap) full() bool { return m.bytes+hashedEntryBytes > m.budget }
-
-func (m *keyMap) put(k []byte, off int64) {
-	if m.hashed == nil {
-		if _, ok := m.exact[string(k)]; !ok {
-			m.bytes += int64(len(k)) + 48
-		}
-		m.exact[string(k)] = off
-		if m.bytes > m.budget {
-			// Too many keys to keep exactly: switch to hashes.
-			m.hashed = make(map[[16]byte]int64, len(m.exact))
-			for ek, eo := range m.exact {
-				m.hashed[hashKey([]byte(ek))] = eo
-			}
-			m.exact = nil
-			m.bytes = int64(len(m.hashed)) * hashedEntryBytes
-		}
-		return
-	}
-	h := hashKey(k)
-	if _, ok := m.hashed[h]; !ok {
-		m.bytes += hashedEntryBytes
-	}
-	m.hashed[h] = off
-}
-
-func (m *keyMap) get(k []byte) (int64, bool) {
-	if m.hashed == nil {
-		off, ok := m.exact[string(k)]
-		return off, ok
-	}
-	off, ok := m.hashed[hashKey(k)]
-	return off, ok
 }
 
 // Compact runs one cleaning pass over the sealed segments: key compaction
@@ -298,6 +240,7 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 				return res, l.errf("compact", err)
 			}
 		}
+		res.MapKeys, res.MapBytes, res.MapHashed = km.len(), km.bytes(), km.hashed
 		if len(segs) == 0 {
 			return res, nil
 		}
@@ -335,6 +278,7 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 		}
 	}
 	nextHorizon := int64(0)
+	var scratch cleanScratch
 	for _, g := range groups {
 		if len(g.old) > 1 {
 			g.changed = true // merging is a change
@@ -355,7 +299,7 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 				if opts.Throttle != nil {
 					opts.Throttle(len(b))
 				}
-				out, removed, horizon, err := l.cleanBatch(b, km, dec, opts, cfg)
+				out, removed, horizon, err := l.cleanBatch(b, km, dec, opts, cfg, &scratch)
 				if err != nil {
 					return err
 				}
@@ -449,10 +393,17 @@ func maxTSOf(s *segment.Segment) int64 {
 	return ts
 }
 
+// cleanScratch is the memory cleanBatch reuses from batch to batch.
+type cleanScratch struct {
+	recs      []kmsg.Record
+	tss       []int64
+	raw, body []byte
+}
+
 // cleanBatch decides what of a batch survives. It returns the bytes to
 // write (b itself when unchanged, a rebuilt batch, or nil to drop it), the
 // records removed, and the delete horizon of tombstones it keeps.
-func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts CompactOptions, cfg *Config) ([]byte, int64, int64, error) {
+func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts CompactOptions, cfg *Config, sc *cleanScratch) ([]byte, int64, int64, error) {
 	if b.IsControl() || dec == SegmentKeep {
 		return b, 0, 0, nil
 	}
@@ -484,8 +435,8 @@ func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts C
 		}
 		keep = k
 	}
-	var recs []kmsg.Record
-	var tss []int64
+	recs, tss := sc.recs[:0], sc.tss[:0]
+	defer func() { sc.recs, sc.tss = recs[:0], tss[:0] }()
 	removed, tombstones, i := int64(0), 0, 0
 	stamp := false
 	err := b.EachRecord(cfg.MaxUncompressed, func(r *record.Record) error {
@@ -515,10 +466,13 @@ func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts C
 		if r.Value == nil {
 			tombstones++
 		}
+		// Key, value and header bytes alias the batch (or its
+		// decompressed copy), which outlives this function; only the
+		// header slice is reused by EachRecord.
 		c := r.Record
-		c.Key = append([]byte(nil), r.Key...)
-		c.Value = cloneNil(r.Value)
-		c.Headers = append([]kmsg.Header(nil), r.Headers...)
+		if len(r.Headers) > 0 {
+			c.Headers = append([]kmsg.Header(nil), r.Headers...)
+		}
 		recs = append(recs, c)
 		tss = append(tss, r.Timestamp)
 		return nil
@@ -544,12 +498,13 @@ func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts C
 	if len(recs) > 0 {
 		maxTS = tss[0]
 	}
-	var raw []byte
+	raw, body := sc.raw[:0], sc.body[:0]
+	defer func() { sc.raw, sc.body = raw[:0], body[:0] }()
 	for j := range recs {
 		recs[j].TimestampDelta64 = tss[j] - base
 		recs[j].TimestampDelta = int32(recs[j].TimestampDelta64)
 		maxTS = max(maxTS, tss[j])
-		body := recs[j].AppendTo(nil)
+		body = recs[j].AppendTo(body[:0])
 		_, n := binary.Varint(body)
 		recs[j].Length = int32(len(body) - n)
 		raw = recs[j].AppendTo(raw)
@@ -569,13 +524,6 @@ func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts C
 		horizon = 0
 	}
 	return out, removed, horizon, nil
-}
-
-func cloneNil(b []byte) []byte {
-	if b == nil {
-		return nil
-	}
-	return append([]byte{}, b...)
 }
 
 type manifestGroup struct {

@@ -346,3 +346,10 @@ func TestCompactionCrashPoints(t *testing.T) {
 		}
 	}
 }
+
+func cloneNil(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return append([]byte{}, b...)
+}
