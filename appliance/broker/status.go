@@ -22,6 +22,8 @@ type PartitionStatus struct {
 
 // Cleans is a compacted partition's cleaner state.
 type Cleans struct {
+	// State is "cleaning", "idle", or "retry at <time>" after a failure.
+	State          string    `json:"state"`
 	DirtyRatio     float64   `json:"dirty_ratio"`
 	CleanerOffset  int64     `json:"cleaner_offset"`
 	LastCleaned    time.Time `json:"last_cleaned,omitzero"`
@@ -64,6 +66,14 @@ func partitionStatus(l *partlog.Log, topic string, part int32) PartitionStatus {
 		st := l.CleanerState()
 		c := &Cleans{CleanerOffset: st.CleanerOffset, LastCleaned: st.LastCleaned, Runs: st.Runs, Failures: st.Failures,
 			LastError: st.LastError, LastErrorAt: st.LastErrorAt, BytesCleaned: st.BytesCleaned, RecordsRemoved: st.RecordsRemoved}
+		switch {
+		case st.Cleaning:
+			c.State = "cleaning"
+		case !st.RetryAt.IsZero():
+			c.State = "retry at " + st.RetryAt.UTC().Format(time.RFC3339)
+		default:
+			c.State = "idle"
+		}
 		if st.TotalBytes > 0 {
 			c.DirtyRatio = float64(st.DirtyBytes) / float64(st.TotalBytes)
 		}

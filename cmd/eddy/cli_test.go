@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTopicProduceConsumeCommands(t *testing.T) {
@@ -130,5 +131,50 @@ func TestGroupCommands(t *testing.T) {
 	eddy("", "group", "delete", "g1")
 	if out := eddy("", "group", "list"); strings.Contains(out, "g1") {
 		t.Fatalf("deleted group listed: %s", out)
+	}
+}
+
+// TestTopicDescribeShowsTheCleaner: a compacted topic's describe reports
+// its storage and, once the cleaner has run, what it removed.
+func TestTopicDescribeShowsTheCleaner(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("EDDY_LOG_CLEANER_INTERVAL", "50ms")
+	p := startEddy(t, dir)
+	eddy := func(stdin string, args ...string) string {
+		t.Helper()
+		all := append(args, "--brokers", p.kafka, "--transport", "tcp", "--admin", p.admin)
+		out, err := run(t, stdin, all...)
+		if err != nil {
+			t.Fatalf("eddy %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	eddy("", "topic", "create", "table", "--partitions", "1", "--config", "cleanup.policy=compact",
+		"--config", "segment.bytes=1024", "--config", "min.cleanable.dirty.ratio=0.01")
+	// Ten produce runs, ten batches: segments of 1 KiB roll between them.
+	for b := 0; b < 10; b++ {
+		var in strings.Builder
+		for i := b * 20; i < (b+1)*20; i++ {
+			fmt.Fprintf(&in, "k%d=v%d\n", i%5, i)
+		}
+		eddy(in.String(), "produce", "table", "--key-separator", "=")
+	}
+	re := regexp.MustCompile(`(?m)^0\s+idle\s+\d+%\s+\d+\s+\S+\s+(\d+)\s+(\d+)\s+0\s*$`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		desc := eddy("", "topic", "describe", "table")
+		if !strings.Contains(desc, "STORAGE") {
+			t.Fatalf("no storage section:\n%s", desc)
+		}
+		if m := re.FindStringSubmatch(desc); m != nil && m[2] != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cleaner never shows removed records:\n%s", desc)
+		}
+		<-time.After(100 * time.Millisecond)
+	}
+	if out := eddy("", "consume", "table", "--format", "json"); strings.Count(out, "\n") >= 200 {
+		t.Fatalf("consumer still reads all 200 records after cleaning")
 	}
 }

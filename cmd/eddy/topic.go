@@ -243,7 +243,7 @@ func describeStorage(out io.Writer, cf *clientFlags, name string) error {
 	}
 	fmt.Fprintln(out, "\nCLEANER")
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "PARTITION\tDIRTY\tCLEANED TO\tLAST CLEANED\tRUNS\tREMOVED\tFAILURES\tLAST ERROR")
+	fmt.Fprintln(w, "PARTITION\tSTATE\tDIRTY\tCLEANED TO\tLAST CLEANED\tRUNS\tREMOVED\tFAILURES\tLAST ERROR")
 	for _, p := range parts {
 		c := p.Cleaner
 		if c == nil {
@@ -253,7 +253,7 @@ func describeStorage(out io.Writer, cf *clientFlags, name string) error {
 		if !c.LastCleaned.IsZero() {
 			last = c.LastCleaned.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%d\t%.0f%%\t%d\t%s\t%d\t%d\t%d\t%s\n", p.Partition, 100*c.DirtyRatio, c.CleanerOffset, last, c.Runs, c.RecordsRemoved, c.Failures, c.LastError)
+		fmt.Fprintf(w, "%d\t%s\t%.0f%%\t%d\t%s\t%d\t%d\t%d\t%s\n", p.Partition, c.State, 100*c.DirtyRatio, c.CleanerOffset, last, c.Runs, c.RecordsRemoved, c.Failures, c.LastError)
 	}
 	return w.Flush()
 }

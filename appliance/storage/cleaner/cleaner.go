@@ -150,6 +150,7 @@ func (c *Cleaner) Pass() error {
 			}
 			c.backoff[l] = b
 			c.retryAt[l] = now.Add(b)
+			l.SetCleanerRetry(now.Add(b))
 			errs = append(errs, fmt.Errorf("clean %s: %w (retry in %v)", l.Name(), err, b))
 		}
 		c.mu.Unlock()

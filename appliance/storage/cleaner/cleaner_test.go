@@ -73,8 +73,11 @@ func TestFailureIsolationAndBackoff(t *testing.T) {
 	if st := good.CleanerState(); st.Runs != 1 || st.RecordsRemoved == 0 {
 		t.Fatalf("the healthy partition was not cleaned: %+v", st)
 	}
-	if st := bad.CleanerState(); st.Failures != 1 || !strings.Contains(st.LastError, "policy crashed") {
+	if st := bad.CleanerState(); st.Failures != 1 || !strings.Contains(st.LastError, "policy crashed") || !st.RetryAt.Equal(clk.now.Add(time.Minute)) || st.Cleaning {
 		t.Fatalf("the failure is not visible: %+v", st)
+	}
+	if st := good.CleanerState(); !st.RetryAt.IsZero() || st.Cleaning {
+		t.Fatalf("the healthy partition shows a retry: %+v", st)
 	}
 	// Within the backoff the failing log is left alone; after it, retried.
 	clk.now = clk.now.Add(30 * time.Second)

@@ -111,6 +111,10 @@ type CleanerState struct {
 	// NextHorizon is the earliest delete horizon of a kept tombstone (Unix
 	// ms), 0 when none: a pass after it can drop tombstones.
 	NextHorizon int64
+	// Cleaning is set while a pass runs; RetryAt, after a failure, is
+	// when the cleaner tries the log again.
+	Cleaning bool
+	RetryAt  time.Time
 }
 
 // CleanerState returns the log's compaction state.
@@ -146,6 +150,14 @@ func (l *Log) RecordCleanerError(err error, now time.Time) {
 	l.mu.cleaner.LastError, l.mu.cleaner.LastErrorAt = err.Error(), now
 }
 
+// SetCleanerRetry records when the cleaner will try the log again after a
+// failure (for CleanerState); a successful pass clears it.
+func (l *Log) SetCleanerRetry(at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mu.cleaner.RetryAt = at
+}
+
 // Compact runs one cleaning pass over the sealed segments: key compaction
 // (keep each key's latest record; tombstones until their delete horizon)
 // or the given policy. It never touches the active segment, offsets at or
@@ -153,11 +165,16 @@ func (l *Log) RecordCleanerError(err error, now time.Time) {
 // min.compaction.lag.ms, and it keeps each producer's last batch.
 func (l *Log) Compact(opts CompactOptions) (CompactResult, error) {
 	start := time.Now()
+	l.mu.Lock()
+	l.mu.cleaner.Cleaning = true
+	l.mu.Unlock()
 	res, err := l.compact(opts)
 	res.Duration = time.Since(start)
 	l.mu.Lock()
 	l.mu.cleaner.Runs++
+	l.mu.cleaner.Cleaning = false
 	if err == nil {
+		l.mu.cleaner.RetryAt = time.Time{}
 		l.mu.cleaner.LastCleaned = opts.Now
 		l.mu.cleaner.BytesCleaned += res.BytesRead
 		l.mu.cleaner.RecordsRemoved += res.RecordsRemoved
