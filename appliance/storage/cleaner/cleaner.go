@@ -118,13 +118,20 @@ func (c *Cleaner) Pass() error {
 		c.mu.Lock()
 		wait := now.Before(c.retryAt[l])
 		c.mu.Unlock()
-		if wait || !Due(l, now) {
+		if wait {
 			continue
 		}
 		opts := partlog.CompactOptions{Now: now, MaxMapBytes: c.cfg.MaxMapBytes, Throttle: c.bucket.take}
 		if c.cfg.Policy != nil {
 			opts.Policy = c.cfg.Policy(l)
 		}
+		due := Due(l, now)
+		if opts.Policy == nil && !due {
+			continue
+		}
+		// A policy is asked about every sealed segment each pass; its
+		// "default" means key compaction only when the log is due.
+		opts.DefaultIsKeep = !due
 		if c.cfg.Fence != nil {
 			opts.Fence = c.cfg.Fence(l)
 		}

@@ -49,7 +49,9 @@ type brokenPolicy struct{}
 func (brokenPolicy) Segment(partlog.SegmentMeta) (partlog.SegmentDecision, error) {
 	return 0, errors.New("policy crashed")
 }
-func (brokenPolicy) Records(record.Batch) ([]bool, error) { return nil, errors.New("policy crashed") }
+func (brokenPolicy) Records(record.Batch, []bool) ([]partlog.RecordDecision, error) {
+	return nil, errors.New("policy crashed")
+}
 
 func TestFailureIsolationAndBackoff(t *testing.T) {
 	mem := vfs.NewMem()
@@ -142,4 +144,67 @@ func TestThrottle(t *testing.T) {
 			t.Fatalf("throttled reads took %v, want 2s", el)
 		}
 	})
+}
+
+// expiring deletes segments whose newest record is older than a minute
+// and otherwise defers to the log.
+type expiring struct{ asked int }
+
+func (p *expiring) Segment(m partlog.SegmentMeta) (partlog.SegmentDecision, error) {
+	p.asked++
+	if m.MaxTimestamp < m.NowMs-time.Minute.Milliseconds() {
+		return partlog.SegmentDelete, nil
+	}
+	return partlog.SegmentDefault, nil
+}
+
+func (p *expiring) Records(record.Batch, []bool) ([]partlog.RecordDecision, error) {
+	return nil, errors.New("not asked to rewrite")
+}
+
+// TestPolicyRunsEveryPass: a log with a cleanup policy is offered to it on
+// every pass, due for compaction or not; its "default" compacts only when
+// the log is due.
+func TestPolicyRunsEveryPass(t *testing.T) {
+	mem := vfs.NewMem()
+	l := compactLog(t, mem, "p-0", func(c *partlog.Config) { c.MinCleanableDirtyRatio = 0.5 })
+	for i := 0; i < 300; i++ {
+		put(t, l, fmt.Sprint(i), 1000)
+	}
+	pol := &expiring{}
+	now := time.UnixMilli(2000)
+	c := New(Config{Now: func() time.Time { return now }, Policy: func(*partlog.Log) partlog.Policy { return pol }},
+		func() []*partlog.Log { return []*partlog.Log{l} })
+	// All dirty: due, and the policy's default compacts (nothing to remove:
+	// every key is distinct).
+	if err := c.Pass(); err != nil {
+		t.Fatal(err)
+	}
+	// A little more, repeating keys: not due.
+	for i := 0; i < 20; i++ {
+		put(t, l, "again", 1000)
+	}
+	if Due(l, now) {
+		t.Fatalf("due with %+v", l.CleanerState())
+	}
+	asked := pol.asked
+	if err := c.Pass(); err != nil {
+		t.Fatal(err)
+	}
+	if pol.asked == asked {
+		t.Fatal("the policy was not asked on a pass where the log is not due")
+	}
+	if st := l.CleanerState(); st.RecordsRemoved != 0 {
+		t.Fatalf("not due, yet key compaction ran: %+v", st)
+	}
+	// Once the data has aged, the policy deletes it without the log being due.
+	now = now.Add(2 * time.Minute)
+	before := l.Offsets()
+	if err := c.Pass(); err != nil {
+		t.Fatal(err)
+	}
+	after := l.Offsets()
+	if after.LogStart <= before.LogStart || l.CleanerState().RecordsRemoved == 0 {
+		t.Fatalf("the policy's deletions did not apply: %+v -> %+v, %+v", before, after, l.CleanerState())
+	}
 }

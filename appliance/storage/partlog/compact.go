@@ -42,26 +42,48 @@ type SegmentDecision int
 
 // The segment decisions of a cleanup policy (PLUGIN-ABI's cleanup kind).
 const (
-	SegmentDefault SegmentDecision = iota // key compaction as configured
+	SegmentDefault SegmentDecision = iota // key compaction, as for cleanup.policy=compact
 	SegmentKeep                           // leave the segment as it is
 	SegmentDelete                         // delete every record of the segment
-	SegmentRewrite                        // ask the record policy about each record
+	SegmentRewrite                        // ask the policy about each record
+)
+
+// RecordDecision is what a cleanup policy decides for one record of a
+// segment it asked to rewrite.
+type RecordDecision uint8
+
+// The record decisions of a cleanup policy.
+const (
+	RecordDefault RecordDecision = iota // key compaction's answer
+	RecordKeep
+	RecordDrop
 )
 
 // SegmentMeta describes a sealed segment to a cleanup policy.
 type SegmentMeta struct {
-	Base, Next   int64 // offsets [Base, Next)
-	Size         int64
-	MaxTimestamp int64
+	Base, Last                 int64 // first and last offset of the segment
+	MinTimestamp, MaxTimestamp int64
+	Size                       int64
+	Records                    int64
+	HasTombstones              bool
+	NowMs                      int64
+	PartitionSize, LogStart    int64
+	RetentionMs                int64 // -1: unlimited
+	RetentionBytes             int64 // -1: unlimited
+	FederatedUpto              int64 // the fence; -1 when there is none
 }
 
-// Policy is a cleanup policy beyond key compaction (a plugin).
+// Policy is a cleanup policy beyond key compaction (a plugin). Whatever
+// it answers, the log never touches the active segment, offsets at or
+// above the high watermark or the fence, or a producer's last batch, and
+// rewrites copy-on-write.
 type Policy interface {
 	// Segment decides for a whole segment.
 	Segment(meta SegmentMeta) (SegmentDecision, error)
-	// Records returns keep (true) or drop for each record of the batch, in
-	// order.
-	Records(b record.Batch) ([]bool, error)
+	// Records returns one decision per record of the batch, in order.
+	// latest[i] says record i is the latest of its key the log knows of
+	// (always true for a record without a key).
+	Records(b record.Batch, latest []bool) ([]RecordDecision, error)
 }
 
 // CompactOptions tune one compaction pass.
@@ -78,6 +100,12 @@ type CompactOptions struct {
 	// Policy replaces key compaction with a cleanup policy; on any error
 	// from it nothing is deleted in this pass.
 	Policy Policy
+	// DefaultIsKeep turns the policy's SegmentDefault into SegmentKeep:
+	// the log is not due for key compaction, only the policy's own
+	// decisions apply.
+	DefaultIsKeep bool
+	// DryRun computes the pass and reports it without changing the log.
+	DryRun bool
 }
 
 // CompactResult reports a pass.
@@ -227,8 +255,37 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 	if len(segs) == 0 {
 		return res, nil
 	}
+	// A policy decides for every segment first; any error, and nothing
+	// is touched.
+	decs := make([]SegmentDecision, len(segs))
+	needMap := opts.Policy == nil
+	if opts.Policy != nil {
+		allKeep := true
+		for i, s := range segs {
+			meta, err := l.segmentMeta(s, nexts[i], opts, cfg)
+			if err != nil {
+				return res, l.errf("compact", err)
+			}
+			d, err := opts.Policy.Segment(meta)
+			if err != nil {
+				return res, l.errf("compact", fmt.Errorf("cleanup policy, segment %d: %w", s.Base(), err))
+			}
+			if d < SegmentDefault || d > SegmentRewrite {
+				return res, l.errf("compact", fmt.Errorf("cleanup policy, segment %d: unknown decision %d", s.Base(), d))
+			}
+			if d == SegmentDefault && opts.DefaultIsKeep {
+				d = SegmentKeep
+			}
+			decs[i] = d
+			allKeep = allKeep && d == SegmentKeep
+			needMap = needMap || d == SegmentDefault || d == SegmentRewrite
+		}
+		if allKeep {
+			return res, nil
+		}
+	}
 	var km *keyMap
-	if opts.Policy == nil {
+	if needMap {
 		// Map every key of the dirty segments to its latest offset.
 		km = newKeyMap(opts.MaxMapBytes)
 		for i, s := range segs {
@@ -236,7 +293,7 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 				continue
 			}
 			if km.full() {
-				segs, nexts = segs[:i], nexts[:i]
+				segs, nexts, decs = segs[:i], nexts[:i], decs[:i]
 				break
 			}
 			err := s.EachBatch(func(b record.Batch) error {
@@ -261,6 +318,10 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 		if len(segs) == 0 {
 			return res, nil
 		}
+	}
+	segIndex := make(map[*segment.Segment]int, len(segs))
+	for i, s := range segs {
+		segIndex[s] = i
 	}
 	// Rewrite groups of consecutive segments, each group no bigger than a
 	// segment.
@@ -302,14 +363,9 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 		}
 		for _, s := range g.old {
 			res.SegmentsRead++
-			dec := SegmentDefault
-			if opts.Policy != nil {
-				d, err := opts.Policy.Segment(SegmentMeta{Base: s.Base(), Next: nextOf(segs, nexts, s), Size: s.Size(), MaxTimestamp: maxTSOf(s)})
-				if err != nil {
-					cleanup()
-					return res, l.errf("compact", fmt.Errorf("cleanup policy, segment %d: %w", s.Base(), err))
-				}
-				dec = d
+			dec := decs[segIndex[s]]
+			if dec == SegmentKeep && len(g.old) == 1 {
+				continue
 			}
 			err := s.EachBatch(func(b record.Batch) error {
 				res.BytesRead += int64(len(b))
@@ -327,7 +383,7 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 				if removed > 0 || out == nil || &out[0] != &b[0] {
 					g.changed = true
 				}
-				if out == nil {
+				if out == nil || opts.DryRun {
 					return nil
 				}
 				if g.newSeg == nil {
@@ -370,6 +426,16 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 		changed = append(changed, g)
 	}
 	cleanedUpTo := nexts[len(nexts)-1]
+	if km == nil || opts.DryRun {
+		// Without a key map the dirty part was not compacted: the
+		// cleaner offset stays.
+		cleanedUpTo = dirtyFrom
+	}
+	if opts.DryRun {
+		cleanup()
+		res.CleanedUpTo = dirtyFrom
+		return res, nil
+	}
 	if len(changed) > 0 {
 		var ms []manifestGroup
 		for _, g := range changed {
@@ -396,18 +462,39 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 
 const maxInt32 = 1<<31 - 1
 
-func nextOf(segs []*segment.Segment, nexts []int64, s *segment.Segment) int64 {
-	for i, x := range segs {
-		if x == s {
-			return nexts[i]
-		}
+// segmentMeta describes a segment to a cleanup policy: one read of it.
+func (l *Log) segmentMeta(s *segment.Segment, next int64, opts CompactOptions, cfg *Config) (SegmentMeta, error) {
+	l.mu.RLock()
+	m := SegmentMeta{Base: s.Base(), Last: next - 1, Size: s.Size(), MinTimestamp: -1, MaxTimestamp: -1,
+		NowMs: opts.Now.UnixMilli(), LogStart: l.mu.logStart, RetentionMs: -1, RetentionBytes: cfg.RetentionBytes, FederatedUpto: -1}
+	if cfg.RetentionMs >= 0 {
+		m.RetentionMs = cfg.RetentionMs.Milliseconds()
 	}
-	return s.Base()
-}
-
-func maxTSOf(s *segment.Segment) int64 {
-	ts, _, _ := s.MaxTimestamp()
-	return ts
+	for _, x := range l.mu.segs {
+		m.PartitionSize += x.Size()
+	}
+	l.mu.RUnlock()
+	if opts.Fence > 0 {
+		m.FederatedUpto = opts.Fence
+	}
+	err := s.EachBatch(func(b record.Batch) error {
+		if opts.Throttle != nil {
+			opts.Throttle(len(b))
+		}
+		if b.IsControl() {
+			return nil
+		}
+		m.Records += int64(b.RecordCount())
+		return b.EachRecord(cfg.MaxUncompressed, func(r *record.Record) error {
+			if m.MinTimestamp < 0 || r.Timestamp < m.MinTimestamp {
+				m.MinTimestamp = r.Timestamp
+			}
+			m.MaxTimestamp = max(m.MaxTimestamp, r.Timestamp)
+			m.HasTombstones = m.HasTombstones || r.Value == nil
+			return nil
+		})
+	})
+	return m, err
 }
 
 // cleanScratch is the memory cleanBatch reuses from batch to batch.
@@ -438,35 +525,60 @@ func (l *Log) cleanBatch(b record.Batch, km *keyMap, dec SegmentDecision, opts C
 	if hasHorizon {
 		horizon = b.BaseTimestamp()
 	}
-	var keep []bool
-	switch {
-	case dec == SegmentDelete:
-		keep = make([]bool, b.RecordCount())
-	case opts.Policy != nil:
-		k, err := opts.Policy.Records(b)
+	var decided []RecordDecision
+	switch dec {
+	case SegmentDelete:
+		decided = make([]RecordDecision, b.RecordCount())
+		for i := range decided {
+			decided[i] = RecordDrop
+		}
+	case SegmentRewrite:
+		latest := make([]bool, 0, b.RecordCount())
+		err := b.EachRecord(cfg.MaxUncompressed, func(r *record.Record) error {
+			last := true
+			if r.Key != nil && km != nil {
+				if off, ok := km.get(r.Key); ok && off > r.Offset {
+					last = false
+				}
+			}
+			latest = append(latest, last)
+			return nil
+		})
+		if err != nil {
+			return nil, 0, 0, err
+		}
+		d, err := opts.Policy.Records(b, latest)
 		if err != nil {
 			return nil, 0, 0, fmt.Errorf("cleanup policy, batch at %d: %w", b.BaseOffset(), err)
 		}
-		if len(k) != int(b.RecordCount()) {
-			return nil, 0, 0, fmt.Errorf("cleanup policy, batch at %d: %d decisions for %d records", b.BaseOffset(), len(k), b.RecordCount())
+		if len(d) != len(latest) {
+			return nil, 0, 0, fmt.Errorf("cleanup policy, batch at %d: %d decisions for %d records", b.BaseOffset(), len(d), len(latest))
 		}
-		keep = k
+		decided = d
 	}
 	recs, tss := sc.recs[:0], sc.tss[:0]
 	defer func() { sc.recs, sc.tss = recs[:0], tss[:0] }()
 	removed, tombstones, i := int64(0), 0, 0
 	stamp := false
 	err := b.EachRecord(cfg.MaxUncompressed, func(r *record.Record) error {
-		k := true
-		switch {
-		case keep != nil:
-			k = keep[i]
-		case r.Key != nil:
+		k, byKey := true, true
+		if decided != nil {
+			switch decided[i] {
+			case RecordKeep:
+				byKey = false
+			case RecordDrop:
+				k, byKey = false, false
+			case RecordDefault:
+			default:
+				return fmt.Errorf("cleanup policy, record %d: unknown decision %d", r.Offset, decided[i])
+			}
+		}
+		if byKey && r.Key != nil && km != nil {
 			if latest, ok := km.get(r.Key); ok && latest > r.Offset {
 				k = false
 			}
 		}
-		if k && km != nil && r.Value == nil {
+		if k && byKey && km != nil && r.Value == nil {
 			// A tombstone: kept until its delete horizon.
 			switch {
 			case hasHorizon && now >= horizon:
@@ -632,6 +744,9 @@ func (l *Log) swapCleaned(groups []manifestGroup, cleanedUpTo, nextHorizon int64
 	}
 	sort.Slice(segs, func(i, j int) bool { return segs[i].Base() < segs[j].Base() })
 	l.mu.segs = segs
+	// Groups removed whole at the head take the log start with them, as
+	// at the next open.
+	l.mu.logStart = max(l.mu.logStart, segs[0].Base())
 	l.mu.cleanerOffset = max(l.mu.cleanerOffset, cleanedUpTo)
 	l.mu.cleaner.NextHorizon = nextHorizon
 	cp := l.cpLocked()

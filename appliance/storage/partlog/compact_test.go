@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -252,16 +253,28 @@ func TestCompactionKeepsItsPromises(t *testing.T) {
 }
 
 // failingPolicy is a cleanup policy that errors part way.
-type failingPolicy struct{ calls int }
+type failingPolicy struct {
+	calls    int
+	inRecord bool // fail in the record pass rather than the segment one
+}
 
 func (p *failingPolicy) Segment(SegmentMeta) (SegmentDecision, error) {
 	p.calls++
+	if p.inRecord {
+		return SegmentRewrite, nil
+	}
 	if p.calls == 2 {
 		return 0, errors.New("plugin trapped")
 	}
 	return SegmentDelete, nil
 }
-func (p *failingPolicy) Records(record.Batch) ([]bool, error) { return nil, errors.New("unused") }
+
+func (p *failingPolicy) Records(b record.Batch, latest []bool) ([]RecordDecision, error) {
+	if b.BaseOffset() > 20 {
+		return nil, errors.New("plugin trapped in records")
+	}
+	return make([]RecordDecision, len(latest)), nil
+}
 
 func TestFailingPolicyDeletesNothing(t *testing.T) {
 	l, _ := openLog(t, vfs.NewMem(), "/d/t-0", compactConfig(), nil, false)
@@ -270,14 +283,16 @@ func TestFailingPolicyDeletesNothing(t *testing.T) {
 		appendKV(t, l, fmt.Sprint(i), []byte("v"), 1000)
 	}
 	before := visible(t, l)
-	if _, err := l.Compact(CompactOptions{Now: time.UnixMilli(10_000), Policy: &failingPolicy{}}); err == nil {
-		t.Fatal("a failing policy's pass succeeded")
-	}
-	if after := visible(t, l); len(after) != len(before) {
-		t.Fatalf("a failing policy deleted %d records", len(before)-len(after))
-	}
-	if st := l.CleanerState(); st.Failures != 1 || st.LastError == "" {
-		t.Fatalf("failure not recorded: %+v", st)
+	for i, p := range []*failingPolicy{{}, {inRecord: true}} {
+		if _, err := l.Compact(CompactOptions{Now: time.UnixMilli(10_000), Policy: p}); err == nil || !strings.Contains(err.Error(), "plugin trapped") {
+			t.Fatalf("a failing policy's pass: %v", err)
+		}
+		if after := visible(t, l); len(after) != len(before) {
+			t.Fatalf("a failing policy deleted %d records", len(before)-len(after))
+		}
+		if st := l.CleanerState(); st.Failures != uint64(i+1) || !strings.Contains(st.LastError, "plugin trapped") {
+			t.Fatalf("failure not recorded: %+v", st)
+		}
 	}
 }
 
@@ -352,4 +367,141 @@ func cloneNil(b []byte) []byte {
 		return nil
 	}
 	return append([]byte{}, b...)
+}
+
+// testPolicy deletes whole segments older than an hour, rewrites the
+// others: records whose value starts with "debug" are dropped, records
+// whose value starts with "pin" are kept even when superseded, the rest
+// follow key compaction.
+type testPolicy struct {
+	metas  []SegmentMeta
+	latest int // records seen flagged latest-for-key
+}
+
+func (p *testPolicy) Segment(m SegmentMeta) (SegmentDecision, error) {
+	p.metas = append(p.metas, m)
+	if m.MaxTimestamp < m.NowMs-time.Hour.Milliseconds() {
+		return SegmentDelete, nil
+	}
+	return SegmentRewrite, nil
+}
+
+func (p *testPolicy) Records(b record.Batch, latest []bool) ([]RecordDecision, error) {
+	var out []RecordDecision
+	err := b.EachRecord(0, func(r *record.Record) error {
+		if latest[len(out)] {
+			p.latest++
+		}
+		switch {
+		case bytes.HasPrefix(r.Value, []byte("debug")):
+			out = append(out, RecordDrop)
+		case bytes.HasPrefix(r.Value, []byte("pin")):
+			out = append(out, RecordKeep)
+		default:
+			out = append(out, RecordDefault)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// TestPolicyDecisions: a cleanup policy's segment and record decisions
+// apply, its default is key compaction, and the log's own invariants hold
+// whatever it says: the active segment and offsets at the fence or above
+// are never offered, and a dry run changes nothing.
+func TestPolicyDecisions(t *testing.T) {
+	l, _ := openLog(t, vfs.NewMem(), "/d/t-0", compactConfig(), nil, false)
+	defer l.Close()
+	now := time.UnixMilli(100 * time.Hour.Milliseconds())
+	old := now.Add(-2 * time.Hour).UnixMilli()
+	written := map[int64]string{}
+	put := func(key, value string, ts int64) {
+		written[appendKV(t, l, key, []byte(value), ts)] = key + "=" + value
+	}
+	// Old data: whole segments to delete.
+	for i := 0; i < 30; i++ {
+		put(fmt.Sprint("old", i%3), fmt.Sprint("v", i), old)
+	}
+	l.Roll()
+	oldEnd := l.Offsets().LEO
+	// Recent data: pins, debug lines, and superseded values.
+	for i := 0; i < 60; i++ {
+		v := fmt.Sprint("v", i)
+		switch i % 10 {
+		case 3:
+			v = fmt.Sprint("debug", i)
+		case 7:
+			v = fmt.Sprint("pin", i)
+		}
+		put(fmt.Sprint("k", i%4), v, now.UnixMilli()-1000)
+	}
+	l.Roll()
+	fence := l.Offsets().LEO
+	for i := 0; i < 10; i++ {
+		put(fmt.Sprint("k", i%4), "past the fence", now.UnixMilli())
+	}
+	l.Roll()
+	put("k0", "active", now.UnixMilli())
+	before := visible(t, l)
+
+	dry := &testPolicy{}
+	res, err := l.Compact(CompactOptions{Now: now, Policy: dry, Fence: fence, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RecordsRemoved == 0 || len(visible(t, l)) != len(before) {
+		t.Fatalf("dry run: %+v, %d records visible of %d", res, len(visible(t, l)), len(before))
+	}
+
+	p := &testPolicy{}
+	res, err = l.Compact(CompactOptions{Now: now, Policy: p, Fence: fence})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range p.metas {
+		if m.Last >= fence {
+			t.Fatalf("segment [%d, %d] at or past the fence %d offered to the policy", m.Base, m.Last, fence)
+		}
+		if m.Records == 0 || m.MinTimestamp > m.MaxTimestamp || m.NowMs != now.UnixMilli() || m.FederatedUpto != fence || m.PartitionSize == 0 {
+			t.Fatalf("segment meta %+v", m)
+		}
+	}
+	if p.latest == 0 {
+		t.Fatal("no record was flagged latest-for-key")
+	}
+	vis := visible(t, l)
+	// The last value of each recent key below the fence.
+	lastBelowFence := map[string]int64{}
+	for off, kv := range written {
+		if off < fence {
+			k := strings.SplitN(kv, "=", 2)[0]
+			lastBelowFence[k] = max(lastBelowFence[k], off)
+		}
+	}
+	for off, kv := range written {
+		k, v, _ := strings.Cut(kv, "=")
+		_, kept := vis[off]
+		want := true
+		switch {
+		case off >= fence:
+		case off < oldEnd:
+			want = false
+		case strings.HasPrefix(v, "debug"):
+			want = false
+		case strings.HasPrefix(v, "pin"):
+		default:
+			// Key compaction over the cleanable range: only the key's
+			// latest below the fence survives.
+			want = lastBelowFence[k] == off
+		}
+		if kept != want {
+			t.Fatalf("offset %d (%s): kept %v, want %v (result %+v)", off, kv, kept, want, res)
+		}
+	}
+	if vis[l.Offsets().LEO-1].value == nil {
+		t.Fatal("the active segment's record is gone")
+	}
+	if off := l.Offsets(); off.LogStart < oldEnd {
+		t.Fatalf("log start %d: the deleted segments are still counted", off.LogStart)
+	}
 }
