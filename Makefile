@@ -28,6 +28,9 @@ test: lint
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) ./appliance/storage/... ./appliance/node/
 
+# make install / make uninstall (DESTDIR, PREFIX): systemd/install.mk.
+include systemd/install.mk
+
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

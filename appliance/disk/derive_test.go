@@ -1,0 +1,213 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// want are expected settings by key.
+type want map[string]string
+
+func TestDerivedSettingsPerHost(t *testing.T) {
+	cases := []struct {
+		name   string
+		host   fakeHost
+		m      *Measurements
+		force  bool
+		source Source
+		kind   Kind
+		want   want
+	}{
+		{
+			name: "sd card, not probed", host: sdHost, source: SourceClassified, kind: KindSD,
+			want: want{
+				KeySegmentBytes: "64MiB", KeyMaxBatchBytes: "4MiB", KeyMaxDelay: "20ms",
+				KeyMaxInflight: "1", KeySyncConcurrency: "1", KeyPreallocateBytes: "16MiB",
+				KeyWriteBuffer: "1MiB", KeyReadConcurrency: "2", KeyFadvise: FadviseDropSealed, KeyWriteMode: WriteBuffered,
+			},
+		},
+		{
+			name: "sd card, forced probe", host: sdHost, m: sdCurve, force: true, source: SourceProbed, kind: KindSD,
+			want: want{
+				// knee 256KiB raised to the SD floor; 2 x p99(1MiB)=240ms capped at 50ms
+				KeySegmentBytes: "64MiB", KeyMaxBatchBytes: "2MiB", KeyMaxDelay: "50ms",
+				KeyMaxInflight: "1", KeySyncConcurrency: "1", KeyPreallocateBytes: "16MiB",
+				KeyWriteBuffer: "1MiB",
+			},
+		},
+		{
+			name: "sata ssd", host: ssdHost, m: ssdCurve, source: SourceProbed, kind: KindSSD,
+			want: want{
+				// 13.5 GB of writes in 30 s, capped at 1GiB then RAM/8; knee 256KiB;
+				// 2 x p99(256KiB) = 4ms; preallocation gains 25%
+				KeySegmentBytes: "512MiB", KeyMaxBatchBytes: "256KiB", KeyMaxDelay: "4ms",
+				KeyMaxInflight: "2", KeySyncConcurrency: "4", KeyPreallocateBytes: "64MiB",
+				KeyWriteBuffer: "2MiB", KeyReadConcurrency: "16", KeyFadvise: FadviseDropSealed,
+			},
+		},
+		{
+			name: "nvme", host: nvmeHost, m: nvmeCurve, source: SourceProbed, kind: KindNVMe,
+			want: want{
+				// knee 256KiB raised to the 2MiB NVMe floor; 2 x p99(1MiB) = 2ms;
+				// preallocation gains 1%: off
+				KeySegmentBytes: "1GiB", KeyMaxBatchBytes: "2MiB", KeyMaxDelay: "2ms",
+				KeyMaxInflight: "4", KeySyncConcurrency: "8", KeyPreallocateBytes: "0",
+				KeyWriteBuffer: "8MiB", KeyReadConcurrency: "32", KeyFadvise: FadviseKeep,
+			},
+		},
+		{
+			name: "hdd", host: hddHost, m: hddCurve, source: SourceProbed, kind: KindHDD,
+			want: want{
+				// no batch reaches half the bandwidth: twice the largest;
+				// 2 x p99(1MiB) = 64ms capped at 30ms
+				KeySegmentBytes: "1GiB", KeyMaxBatchBytes: "2MiB", KeyMaxDelay: "30ms",
+				KeyMaxInflight: "1", KeySyncConcurrency: "2", KeyPreallocateBytes: "32MiB",
+				KeyReadConcurrency: "4",
+			},
+		},
+	}
+	profiles := map[string]Profile{}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := c.host.build(t)
+			calls := 0
+			m := c.m
+			if m == nil {
+				m = sdCurve
+			}
+			p, src, err := Ensure(context.Background(), t.TempDir(), EnsureOptions{
+				Options: Options{Root: root}, Force: c.force, Prober: countingProber(m, &calls),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantCalls := 1
+			if c.source == SourceClassified {
+				wantCalls = 0
+			}
+			if src != c.source || calls != wantCalls || p.Kind != c.kind {
+				t.Fatalf("source %s, %d probes, kind %s; want %s, %d, %s", src, calls, p.Kind, c.source, wantCalls, c.kind)
+			}
+			for k, v := range c.want {
+				s, ok := p.Get(k)
+				if !ok || s.Value != v {
+					t.Errorf("%s = %q (%s), want %q", k, s.Value, s.Rule, v)
+				}
+			}
+			for _, s := range p.Settings {
+				if s.Rule == "" {
+					t.Errorf("%s has no rule", s.Key)
+				}
+			}
+			profiles[c.name] = p
+		})
+	}
+	// The three hosts of the brief differ in segment and flush settings.
+	sd, ssd, nvme := profiles["sd card, not probed"], profiles["sata ssd"], profiles["nvme"]
+	for _, key := range []string{KeySegmentBytes, KeyMaxDelay, KeyMaxInflight, KeySyncConcurrency} {
+		a, _ := sd.Get(key)
+		b, _ := ssd.Get(key)
+		c, _ := nvme.Get(key)
+		if a.Value == b.Value || b.Value == c.Value || a.Value == c.Value {
+			t.Errorf("%s: sd %s, ssd %s, nvme %s; want three different values", key, a.Value, b.Value, c.Value)
+		}
+	}
+}
+
+func TestDeriveIsPure(t *testing.T) {
+	info, err := Discover(t.TempDir(), Options{Root: nvmeHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := Derive(info, nvmeCurve), Derive(info, nvmeCurve)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatal("Derive gave two answers for the same inputs")
+	}
+	if !a.Generated.IsZero() {
+		t.Fatal("Derive read the clock")
+	}
+	if a.Basis != BasisMeasured || Derive(info, nil).Basis != BasisClassification {
+		t.Fatal("basis does not follow the measurements")
+	}
+}
+
+func TestMeasurementsOverrideTheRotationalFlag(t *testing.T) {
+	// A virtio disk claims rotational=1; measured flash-like reads make it
+	// an SSD, and measured seeks make the same device an HDD.
+	info, err := Discover(t.TempDir(), Options{Root: virtioHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := Derive(info, ssdCurve); p.Kind != KindSSD || !strings.Contains(strings.Join(p.Reasons, ";"), "random 4 KiB reads") {
+		t.Errorf("fast virtio: kind %s (%q), want ssd from the measured reads", p.Kind, p.Reasons)
+	}
+	if p := Derive(info, hddCurve); p.Kind != KindHDD {
+		t.Errorf("seeking virtio: kind %s (%q), want hdd", p.Kind, p.Reasons)
+	}
+	// A disk claiming rotational=0 that seeks is treated as what it does.
+	ssd, err := Discover(t.TempDir(), Options{Root: ssdHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := Derive(ssd, hddCurve); p.Kind != KindHDD {
+		t.Errorf("rotational=0 but seeking: kind %s, want hdd", p.Kind)
+	}
+	// Names win over measurements: an SD card stays an SD card.
+	sd, err := Discover(t.TempDir(), Options{Root: sdHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := Derive(sd, nvmeCurve); p.Kind != KindSD || !p.WearSensitive {
+		t.Errorf("fast sd card: kind %s wear %v, want sd and wear-sensitive", p.Kind, p.WearSensitive)
+	}
+}
+
+func TestWriteModeFollowsTheDirectProbe(t *testing.T) {
+	info, err := Discover(t.TempDir(), Options{Root: virtioHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := *ssdCurve
+	buffered, _ := m.SyncAt(1 << 20)
+	fast := SyncPoint{Bytes: 1 << 20, Samples: 50, BytesPerSec: 2 * buffered.BytesPerSec}
+	m.DirectSync = &fast
+	if s, _ := Derive(info, &m).Get(KeyWriteMode); s.Value != WriteDirect {
+		t.Errorf("direct 2x faster: write mode %s (%s)", s.Value, s.Rule)
+	}
+	slow := SyncPoint{Bytes: 1 << 20, Samples: 50, BytesPerSec: 1.1 * buffered.BytesPerSec}
+	m.DirectSync = &slow
+	if s, _ := Derive(info, &m).Get(KeyWriteMode); s.Value != WriteBuffered {
+		t.Errorf("direct 1.1x faster: write mode %s (%s)", s.Value, s.Rule)
+	}
+}
+
+func TestWriteTOMLHasOnlyConfigKeys(t *testing.T) {
+	info, err := Discover(t.TempDir(), Options{Root: ssdHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := Derive(info, ssdCurve)
+	var b bytes.Buffer
+	if err := p.WriteTOML(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, s := range []string{"[flush]", "[log]", `max_delay = "4ms"`, `segment_bytes = "512MiB"`, "sync_concurrency = 4"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("io-profile.toml lacks %q:\n%s", s, out)
+		}
+	}
+	for _, s := range []string{"[io]", "write_buffer_bytes", "fadvise"} {
+		if strings.Contains(out, s) {
+			t.Errorf("io-profile.toml holds %q, which is no configuration key:\n%s", s, out)
+		}
+	}
+	// A value the configuration would reject is refused, naming the key.
+	p.Settings = append(p.Settings, Setting{Key: KeyMaxDelay, Value: "0s", Rule: "broken"})
+	if err := p.WriteTOML(&b); err == nil || !strings.Contains(err.Error(), "flush.max_delay") {
+		t.Fatalf("invalid value written: err %v", err)
+	}
+}
