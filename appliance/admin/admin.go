@@ -1,6 +1,7 @@
 // Package admin is the node's HTTP admin API: liveness (/healthz),
-// readiness (/readyz) and JSON endpoints under /v1/ for the CLI and
-// operators. It listens on 127.0.0.1:9644 by default.
+// readiness (/readyz), Prometheus metrics (/metrics) and JSON endpoints
+// under /v1/ for the CLI and operators. It listens on 127.0.0.1:9644 by
+// default.
 package admin
 
 import (
@@ -29,6 +30,8 @@ type Source interface {
 	// Partitions describes the storage of a topic's partitions (every
 	// topic's when the name is empty), as JSON-encodable values.
 	Partitions(topic string) any
+	// Metrics serves /metrics; nil leaves the route out.
+	Metrics() http.Handler
 }
 
 // Handler returns the admin API's routes.
@@ -53,6 +56,9 @@ func Handler(src Source) http.Handler {
 	mux.HandleFunc("GET /v1/partitions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, src.Partitions(r.URL.Query().Get("topic")))
 	})
+	if m := src.Metrics(); m != nil {
+		mux.Handle("GET /metrics", m)
+	}
 	return mux
 }
 

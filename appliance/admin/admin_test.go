@@ -18,6 +18,9 @@ func (f *fakeSource) Status() Status        { return Status{NodeID: 3, Ready: f.
 func (f *fakeSource) Partitions(topic string) any {
 	return []map[string]any{{"topic": topic, "partition": 0}}
 }
+func (f *fakeSource) Metrics() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("eddy_up 1\n")) })
+}
 
 func TestEndpoints(t *testing.T) {
 	src := &fakeSource{why: "recovering 3/10 partitions"}
@@ -45,6 +48,9 @@ func TestEndpoints(t *testing.T) {
 	}
 	if resp, body := get("/v1/partitions?topic=orders"); resp.StatusCode != 200 || !strings.Contains(body, `"topic": "orders"`) {
 		t.Fatalf("partitions: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := get("/metrics"); resp.StatusCode != 200 || body != "eddy_up 1\n" {
+		t.Fatalf("metrics: %d %q", resp.StatusCode, body)
 	}
 	resp, body := get("/v1/status")
 	var st Status

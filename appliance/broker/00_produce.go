@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/eddybroker/eddy/transport/kafkawire"
@@ -51,7 +52,9 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 	if len(waits) == 0 {
 		return kafkawire.Result{Response: resp}
 	}
+	id := b.trackProduce()
 	return kafkawire.Result{Later: func() kmsg.Response {
+		defer b.untrackProduce(id)
 		for _, w := range waits {
 			if err := w.wait(); err != nil {
 				sp := &resp.Topics[w.topic].Partitions[w.part]
@@ -71,6 +74,11 @@ func (b *Broker) produceTo(t *topic, p *partition, r *kmsg.ProduceRequest, raw [
 		sp.ErrorCode = code
 		sp.ErrorMessage = errMessage(err)
 		return nil
+	}
+	if g := b.cfg.ProduceGuard; g != nil {
+		if err := g(); err != nil {
+			return fail(codeStorageError, err)
+		}
 	}
 	if len(raw) > t.cfg.maxMessageBytes {
 		return fail(codeMessageTooLarge, fmt.Errorf("batch of %d bytes exceeds max.message.bytes %d of topic %s", len(raw), t.cfg.maxMessageBytes, t.meta.Name))
@@ -92,7 +100,39 @@ func (b *Broker) produceTo(t *topic, p *partition, r *kmsg.ProduceRequest, raw [
 		return fail(out.code, fmt.Errorf("partition %s: %w", p.tp, out.err))
 	}
 	sp.BaseOffset, sp.LogStartOffset, sp.LogAppendTime = out.base, out.logStart, appendTime
+	if o := b.cfg.Observer; o != nil {
+		o.Produced(t.meta.Name, int64(batch.RecordCount()), int64(len(batch)))
+	}
 	return out.wait
+}
+
+// trackProduce notes a produce request waiting for its flush, for Stalled.
+func (b *Broker) trackProduce() uint64 {
+	b.inflight.Lock()
+	defer b.inflight.Unlock()
+	b.inflight.next++
+	b.inflight.start[b.inflight.next] = time.Now()
+	return b.inflight.next
+}
+
+func (b *Broker) untrackProduce(id uint64) {
+	b.inflight.Lock()
+	defer b.inflight.Unlock()
+	delete(b.inflight.start, id)
+}
+
+// Stalled reports a produce request that has waited longer than limit for
+// its append to become durable: the append path is not making progress.
+func (b *Broker) Stalled(limit time.Duration) error {
+	now := time.Now()
+	b.inflight.Lock()
+	defer b.inflight.Unlock()
+	for _, start := range b.inflight.start {
+		if d := now.Sub(start); d > limit {
+			return fmt.Errorf("a produce request has waited %s for its append", d.Round(time.Millisecond))
+		}
+	}
+	return nil
 }
 
 // setLogAppendTime stamps the broker's time on a batch (attribute bit 3 and

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"github.com/eddybroker/eddy/appliance/record"
 	"time"
 
 	"github.com/eddybroker/eddy/appliance/storage/partlog"
@@ -70,7 +71,13 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 			default:
 				limit := min(int(rp.PartitionMaxBytes), maxBytes-total)
 				first := total == 0
+				if b.reads != nil {
+					b.reads <- struct{}{}
+				}
 				res, err := t.parts[rp.Partition].log.Read(rp.FetchOffset, max(limit, 1), false)
+				if b.reads != nil {
+					<-b.reads
+				}
 				sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset = res.HW, res.HW, res.LogStart
 				switch {
 				case err != nil:
@@ -84,6 +91,9 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 				case res.Data != nil:
 					sp.RecordBatches = res.Data
 					total += len(res.Data)
+					if o := b.cfg.Observer; o != nil {
+						o.Fetched(t.meta.Name, record.CountRecords(res.Data), int64(len(res.Data)))
+					}
 				}
 			}
 			if sp.ErrorCode != codeNone {

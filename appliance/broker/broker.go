@@ -54,8 +54,25 @@ type Config struct {
 	// OffsetsSegmentBytes is segment.bytes of __consumer_offsets when it
 	// is created; zero means 100 MiB.
 	OffsetsSegmentBytes int64
-	Now                 func() time.Time
-	Logger              *slog.Logger
+	// ReadConcurrency bounds the partition reads fetches make at once (the
+	// disk's io.read_concurrency); 0 means no bound.
+	ReadConcurrency int
+	// ProduceGuard, when set, is asked before every append: a non-nil
+	// error refuses the batch with KAFKA_STORAGE_ERROR and that message
+	// (the data disk above its watermark, for example).
+	ProduceGuard func() error
+	// Observer, if set, hears of produced and fetched data and of group
+	// rebalances (metrics).
+	Observer Observer
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Observer hears what the broker serves.
+type Observer interface {
+	Produced(topic string, records, bytes int64)
+	Fetched(topic string, records, bytes int64)
+	GroupRebalance(protocol string)
 }
 
 // Broker serves Kafka requests for one node.
@@ -81,6 +98,12 @@ type Broker struct {
 	adminMu    sync.Mutex // serialises topic creation, deletion and config changes
 	autoCreate atomic.Bool
 	groups     *groupCoordinator
+	reads      chan struct{} // ReadConcurrency tokens; nil: unbounded
+	inflight   struct {
+		sync.Mutex
+		next  uint64
+		start map[uint64]time.Time // produce requests awaiting their flush
+	}
 }
 
 type topic struct {
@@ -123,6 +146,10 @@ func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error)
 		cfg.OffsetsSegmentBytes = 100 << 20
 	}
 	b := &Broker{cfg: cfg, store: store, meta: meta, log: cfg.Logger}
+	if cfg.ReadConcurrency > 0 {
+		b.reads = make(chan struct{}, cfg.ReadConcurrency)
+	}
+	b.inflight.start = map[uint64]time.Time{}
 	b.autoCreate.Store(cfg.AutoCreateTopics)
 	b.mu.topics = map[string]*topic{}
 	b.mu.byID = map[[16]byte]*topic{}

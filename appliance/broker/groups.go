@@ -146,6 +146,7 @@ func (gc *groupCoordinator) run() {
 	defer close(gc.done)
 	pending := map[group.RequestID]chan kmsg.Response{}
 	var nextID group.RequestID
+	var seenClassic, seenConsumer uint64 // rebalances reported to the observer
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -168,6 +169,15 @@ func (gc *groupCoordinator) run() {
 			out = gc.core.Tick(gc.b.cfg.Now())
 		case <-gc.kick:
 			gc.core.SetTopics(topicsView{gc.b})
+		}
+		if o := gc.b.cfg.Observer; o != nil {
+			classic, consumer := gc.core.Rebalances()
+			for ; seenClassic < classic; seenClassic++ {
+				o.GroupRebalance("classic")
+			}
+			for ; seenConsumer < consumer; seenConsumer++ {
+				o.GroupRebalance("consumer")
+			}
 		}
 		type delivery struct {
 			ch   chan kmsg.Response

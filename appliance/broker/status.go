@@ -25,6 +25,7 @@ type Cleans struct {
 	// State is "cleaning", "idle", or "retry at <time>" after a failure.
 	State          string    `json:"state"`
 	DirtyRatio     float64   `json:"dirty_ratio"`
+	DirtyBytes     int64     `json:"dirty_bytes"`
 	CleanerOffset  int64     `json:"cleaner_offset"`
 	LastCleaned    time.Time `json:"last_cleaned,omitzero"`
 	Runs           uint64    `json:"runs"`
@@ -64,7 +65,7 @@ func partitionStatus(l *partlog.Log, topic string, part int32) PartitionStatus {
 	}
 	if l.Config().Compact {
 		st := l.CleanerState()
-		c := &Cleans{CleanerOffset: st.CleanerOffset, LastCleaned: st.LastCleaned, Runs: st.Runs, Failures: st.Failures,
+		c := &Cleans{DirtyBytes: st.DirtyBytes, CleanerOffset: st.CleanerOffset, LastCleaned: st.LastCleaned, Runs: st.Runs, Failures: st.Failures,
 			LastError: st.LastError, LastErrorAt: st.LastErrorAt, BytesCleaned: st.BytesCleaned, RecordsRemoved: st.RecordsRemoved}
 		switch {
 		case st.Cleaning:

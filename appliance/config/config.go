@@ -74,6 +74,10 @@ const (
 	ProfileProduction = "production"
 )
 
+// Auto is the value a tunable key (one the disk tuner derives) accepts to
+// keep the io-profile's value, or the built-in one without a profile.
+const Auto = "auto"
+
 // Values of topics.auto_create.
 const (
 	AutoCreateAuto  = "auto"
@@ -93,6 +97,10 @@ type Config struct {
 	Topics    Topics    `toml:"topics"`
 	Groups    Groups    `toml:"groups"`
 	Log       Log       `toml:"log"`
+	IO        IO        `toml:"io"`
+	Disk      Disk      `toml:"disk"`
+	Metrics   Metrics   `toml:"metrics"`
+	Profiling Profiling `toml:"profiling"`
 	Logging   Logging   `toml:"logging"`
 
 	sources map[string]Source // key -> layer; absent means BuiltIn
@@ -157,10 +165,10 @@ type Kafka struct {
 // Flush is the [flush] section: group commit. All of it is reloadable.
 type Flush struct {
 	Mode            string   `toml:"mode" enum:"group|interval|os" reload:"hot"`
-	MaxDelay        Duration `toml:"max_delay" min:"1ns" reload:"hot"`
-	MaxBatchBytes   Size     `toml:"max_batch_bytes" min:"1" reload:"hot"`
-	MaxInflight     int      `toml:"max_inflight" min:"1" reload:"hot"`
-	SyncConcurrency int      `toml:"sync_concurrency" min:"1" reload:"hot"`
+	MaxDelay        Duration `toml:"max_delay" min:"1ns" reload:"hot" auto:"true"`
+	MaxBatchBytes   Size     `toml:"max_batch_bytes" min:"1" reload:"hot" auto:"true"`
+	MaxInflight     int      `toml:"max_inflight" min:"1" reload:"hot" auto:"true"`
+	SyncConcurrency int      `toml:"sync_concurrency" min:"1" reload:"hot" auto:"true"`
 }
 
 // Topics is the [topics] section: how topics are created.
@@ -186,7 +194,7 @@ type Groups struct {
 
 // Log is the [log] section: defaults for topic configs and the log cleaner.
 type Log struct {
-	SegmentBytes           Size     `toml:"segment_bytes" min:"75" max:"2147483647"`
+	SegmentBytes           Size     `toml:"segment_bytes" min:"75" max:"2147483647" auto:"true"`
 	SegmentMs              Duration `toml:"segment_ms" min:"1ms"`
 	RetentionMs            Duration `toml:"retention_ms" min:"1ms" forever:"true"`
 	RetentionBytes         Size     `toml:"retention_bytes" min:"1" forever:"true"`
@@ -195,12 +203,52 @@ type Log struct {
 	CleanupPolicy          string   `toml:"cleanup_policy" enum:"delete|compact|compact,delete"`
 	MaxMessageBytes        Size     `toml:"max_message_bytes" min:"1" max:"2147483647"`
 	MessageTimestampType   string   `toml:"message_timestamp_type" enum:"CreateTime|LogAppendTime"`
-	PreallocateBytes       Size     `toml:"preallocate_bytes" min:"0"`
+	PreallocateBytes       Size     `toml:"preallocate_bytes" min:"0" auto:"true"`
 	VerifyReads            bool     `toml:"verify_reads"`
 	RetentionCheckInterval Duration `toml:"retention_check_interval" min:"1ms" reload:"hot"`
 	CleanerInterval        Duration `toml:"cleaner_interval" min:"1ms"`
 	CleanerDedupeBuffer    Size     `toml:"cleaner_dedupe_buffer" min:"1024"`
 	CleanerIOMaxBytes      Size     `toml:"cleaner_io_max_bytes_per_second" min:"0"`
+}
+
+// IO is the [io] section: how segment I/O suits the data disk. The disk
+// tuner derives these; "auto" keeps its value.
+type IO struct {
+	ReadConcurrency  int    `toml:"read_concurrency" min:"1" max:"4096" auto:"true"`
+	Fadvise          string `toml:"fadvise" enum:"drop-sealed|keep" auto:"true"`
+	WriteBufferBytes Size   `toml:"write_buffer_bytes" min:"4KiB" max:"64MiB" auto:"true"`
+}
+
+// Disk is the [disk] section: tuning to the data disk and protection from
+// filling it.
+type Disk struct {
+	Tuning        string   `toml:"tuning" enum:"auto|off"`
+	ProbeBudget   Duration `toml:"probe_budget" min:"1s" max:"5m"`
+	HardWatermark int      `toml:"hard_watermark" min:"1" max:"100" reload:"hot"`
+	SoftWatermark int      `toml:"soft_watermark" min:"1" max:"100" reload:"hot"`
+	MinFreeBytes  Size     `toml:"min_free_bytes" min:"0" reload:"hot"`
+	CheckInterval Duration `toml:"check_interval" min:"10ms" reload:"hot"`
+}
+
+// Metrics is the [metrics] section: what /metrics on the admin API
+// exports beyond the broker's own metrics.
+type Metrics struct {
+	Host bool `toml:"host"`
+}
+
+// Profiling is the [profiling] section: continuous profiling to a
+// Pyroscope server, off unless Server is set.
+type Profiling struct {
+	Server            string   `toml:"server"`
+	Application       string   `toml:"application"`
+	Site              string   `toml:"site"`
+	Tags              []string `toml:"tags"`
+	Types             []string `toml:"types"`
+	UploadRate        Duration `toml:"upload_rate" min:"1s"`
+	DisableGCRuns     bool     `toml:"disable_gc_runs"`
+	BasicAuthUser     string   `toml:"basic_auth_user"`
+	BasicAuthPassword string   `toml:"basic_auth_password"`
+	TenantID          string   `toml:"tenant_id"`
 }
 
 // Logging is the [logging] section: the node's own logs.

@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -267,8 +269,19 @@ func TestValidate(t *testing.T) {
 			want: []string{"log.max_message_bytes: 200MiB is above kafka.max_frame_size (100MiB)"}},
 		{name: "preallocate above segment", mutate: func(c *Config) {
 			c.Log.SegmentBytes = 64 * MiB
-			c.Log.PreallocateBytes = 128 * MiB
+			c.Set("log.preallocate_bytes", "128MiB", File)
 		}, want: []string{"log.preallocate_bytes: 128MiB is above log.segment_bytes (64MiB)"}},
+		{name: "derived preallocation above segment is clamped, not refused", mutate: func(c *Config) {
+			c.Set("log.segment_bytes", "32MiB", File)
+			c.Set("log.preallocate_bytes", "64MiB", IOProfile)
+		}},
+		{name: "watermarks", mutate: func(c *Config) { c.Disk.SoftWatermark, c.Disk.HardWatermark = 97, 95 },
+			want: []string{"disk.soft_watermark: 97% is above disk.hard_watermark (95%)"}},
+		{name: "profiling", mutate: func(c *Config) {
+			c.Profiling.Server = "pyroscope:4040"
+			c.Profiling.Tags = []string{"rack=3", "nonsense"}
+			c.Profiling.Types = []string{"cpu", "heap"}
+		}, want: []string{`profiling.server: "pyroscope:4040" is not an http(s) URL`, `profiling.tags: "nonsense" is not name=value`, `profiling.types: "heap" is not a profile type`}},
 		{name: "counts", mutate: func(c *Config) {
 			c.Node.ID = -3
 			c.Topics.DefaultPartitions = 0
@@ -375,6 +388,7 @@ func TestReloadable(t *testing.T) {
 		"flush.max_inflight": true, "flush.sync_concurrency": true,
 		"logging.level": true, "logging.format": true,
 		"log.retention_check_interval": true, "topics.auto_create": true,
+		"disk.hard_watermark": true, "disk.soft_watermark": true, "disk.min_free_bytes": true, "disk.check_interval": true,
 	}
 	for _, key := range Default().Keys() {
 		if got := Reloadable(key); got != hot[key] {
@@ -442,5 +456,35 @@ func TestSourceString(t *testing.T) {
 	}
 	if !strings.Contains(Source(9).String(), "9") {
 		t.Errorf("unknown source prints %q", Source(9).String())
+	}
+}
+
+// TestAutoKeepsTheLowerLayer: "auto" on a tunable key keeps the
+// io-profile's value (or the built-in one); on other keys it is refused.
+func TestAutoKeepsTheLowerLayer(t *testing.T) {
+	dir := t.TempDir()
+	profile := filepath.Join(dir, "io-profile.toml")
+	if err := os.WriteFile(profile, []byte("[log]\nsegment_bytes = \"256MiB\"\n[flush]\nmax_delay = \"5ms\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "eddy.toml")
+	if err := os.WriteFile(file, []byte("[log]\nsegment_bytes = \"auto\"\n[flush]\nmax_delay = \"auto\"\nmax_batch_bytes = \"auto\"\n[io]\nread_concurrency = \"auto\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{File: file, IOProfile: profile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Log.SegmentBytes != 256*MiB || c.Source("log.segment_bytes") != IOProfile || c.Flush.MaxDelay.D() != 5*time.Millisecond {
+		t.Fatalf("auto did not keep the io-profile: segment %s (%s), max_delay %s", c.Log.SegmentBytes, c.Source("log.segment_bytes"), c.Flush.MaxDelay)
+	}
+	if c.Source("flush.max_batch_bytes") != BuiltIn || c.Source("io.read_concurrency") != BuiltIn {
+		t.Fatal("auto without a profile value did not keep the built-in one")
+	}
+	if err := c.Set("node.id", "auto", Flag); err == nil {
+		t.Fatal("auto accepted for node.id")
+	}
+	if err := c.Set("flush.max_delay", "auto", Env); err != nil || c.Flush.MaxDelay.D() != 5*time.Millisecond {
+		t.Fatalf("auto from the environment: %v, %s", err, c.Flush.MaxDelay)
 	}
 }

@@ -212,8 +212,10 @@ func coveredBy(k toml.Key, reported map[string]bool) bool {
 func (l *leaf) fromTOML(raw any) (string, error) {
 	switch v := raw.(type) {
 	case string:
-		switch l.kind {
-		case kindString, kindDuration, kindSize:
+		switch {
+		case l.kind == kindString, l.kind == kindDuration, l.kind == kindSize:
+			return v, nil
+		case l.auto && v == Auto:
 			return v, nil
 		}
 	case int64:

@@ -107,7 +107,7 @@ max_stream_window = "16MiB"  # reversed windows
 max_batch_bytes = "12XB"     # bad size
 max_delay = 5                # integer duration
 
-[metrics]                    # unknown section
+[telemetree]                 # unknown section
 port = 9100
 deeper = { a = 1 }
 
@@ -131,7 +131,7 @@ segment_bytes = { size = 1 } # a table where a value belongs
 		"listeners.quic.max_stream_window: 16MiB is below listeners.quic.initial_stream_window (32MiB) (file " + file + ")",
 		`flush.max_batch_bytes: "12XB" is not a size`,
 		`flush.max_delay: 5 has no unit; write a string with one, e.g. "5s" or "5ms"`,
-		"metrics: unknown section",
+		"telemetree: unknown section",
 		"log.segment_bytes: expected a size",
 		`topics.default_partitions: "many" is not an integer (env EDDY_TOPICS_DEFAULT_PARTITIONS)`,
 		"logging.colour: unknown key",
@@ -143,7 +143,7 @@ segment_bytes = { size = 1 } # a table where a value belongs
 	}
 	// Keys under an unknown section are not reported one by one, and the
 	// valid retention_ms raised nothing.
-	for _, unwanted := range []string{"metrics.port", "metrics.deeper", "retention_ms", "segment_bytes.size"} {
+	for _, unwanted := range []string{"telemetree.port", "telemetree.deeper", "retention_ms", "segment_bytes.size"} {
 		if strings.Contains(msg, unwanted) {
 			t.Errorf("error mentions %q", unwanted)
 		}

@@ -35,6 +35,7 @@ type leaf struct {
 	addr     string // "listen" or "advertise"
 	required bool
 	hot      bool
+	auto     bool // "auto" keeps the value of the layers below
 }
 
 // schema is every leaf in struct (and so file) order.
@@ -106,6 +107,7 @@ func walkStruct(t reflect.Type, parts []string, index []int, out *[]*leaf) {
 		l.addr = f.Tag.Get("addr")
 		l.required = f.Tag.Get("required") == "true"
 		l.hot = f.Tag.Get("reload") == "hot"
+		l.auto = f.Tag.Get("auto") == "true"
 		*out = append(*out, l)
 	}
 }
@@ -340,6 +342,9 @@ func (c *Config) set(key, value string, src Source, origin string) error {
 	l, err := lookup(key)
 	if err != nil {
 		return &KeyError{Key: key, Origin: origin, Err: err}
+	}
+	if l.auto && value == Auto {
+		return nil // the io-profile's value, or the built-in one, stays
 	}
 	v, err := l.parse(value)
 	if err == nil {

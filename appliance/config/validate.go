@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,8 +65,27 @@ func (c *Config) problems() []*KeyError {
 	if c.Kafka.MaxFrameSize > 0 && c.Log.MaxMessageBytes > c.Kafka.MaxFrameSize {
 		add("log.max_message_bytes", "%s is above kafka.max_frame_size (%s); no request could carry such a batch", c.Log.MaxMessageBytes, c.Kafka.MaxFrameSize)
 	}
-	if c.Log.SegmentBytes > 0 && c.Log.PreallocateBytes > c.Log.SegmentBytes {
+	if c.Log.SegmentBytes > 0 && c.Log.PreallocateBytes > c.Log.SegmentBytes && c.Source("log.preallocate_bytes") > IOProfile {
+		// A derived preallocation is clamped to the segment size instead.
 		add("log.preallocate_bytes", "%s is above log.segment_bytes (%s)", c.Log.PreallocateBytes, c.Log.SegmentBytes)
+	}
+	if d := &c.Disk; d.SoftWatermark > d.HardWatermark {
+		add("disk.soft_watermark", "%d%% is above disk.hard_watermark (%d%%); produces could never resume", d.SoftWatermark, d.HardWatermark)
+	}
+	if p := &c.Profiling; p.Server != "" {
+		if u, err := url.Parse(p.Server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add("profiling.server", "%q is not an http(s) URL", p.Server)
+		}
+	}
+	for _, tag := range c.Profiling.Tags {
+		if k, _, ok := strings.Cut(tag, "="); !ok || k == "" {
+			add("profiling.tags", "%q is not name=value", tag)
+		}
+	}
+	for _, typ := range c.Profiling.Types {
+		if !slices.Contains(ProfileTypes, typ) {
+			add("profiling.types", "%q is not a profile type (%s)", typ, strings.Join(ProfileTypes, ", "))
+		}
 	}
 	if strings.ContainsFunc(c.Kafka.ClusterID, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		add("kafka.cluster_id", "%q holds spaces or control characters", c.Kafka.ClusterID)
@@ -78,6 +98,10 @@ func (c *Config) problems() []*KeyError {
 	slices.SortStableFunc(out, func(a, b *KeyError) int { return cmp.Compare(order[a.Key], order[b.Key]) })
 	return out
 }
+
+// ProfileTypes are the profile names profiling.types accepts.
+var ProfileTypes = []string{"cpu", "inuse_space", "inuse_objects", "alloc_space", "alloc_objects",
+	"goroutines", "mutex_count", "mutex_duration", "block_count", "block_duration"}
 
 // annotation is the origin Validate adds to a problem: where the value came
 // from, unless it is the built-in default.

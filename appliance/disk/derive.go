@@ -26,7 +26,6 @@ const (
 	KeyWriteBuffer      = "io.write_buffer_bytes"
 	KeyReadConcurrency  = "io.read_concurrency"
 	KeyFadvise          = "io.fadvise"
-	KeyWriteMode        = "io.write_mode"
 )
 
 // Values of io.fadvise: what happens to sealed segments in the page cache.
@@ -34,12 +33,6 @@ const (
 const (
 	FadviseDropSealed = "drop-sealed" // FADV_DONTNEED a segment once sealed and flushed
 	FadviseKeep       = "keep"        // leave sealed segments to the page cache
-)
-
-// Values of io.write_mode.
-const (
-	WriteBuffered = "buffered" // write(2) through the page cache, fdatasync per batch
-	WriteDirect   = "direct"   // aligned O_DIRECT appends with an in-process tail cache
 )
 
 // Setting is one derived value and the rule that chose it.
@@ -168,7 +161,6 @@ const (
 	minWriteBuf     = 256 << 10              // smallest write buffer
 	maxWriteBuf     = 8 << 20                // largest write buffer
 	deepGain        = 1.2                    // deep reads must beat QD1 by this factor
-	directGain      = 1.5                    // O_DIRECT must beat buffered 1 MiB syncs by this factor
 	smallRAM        = 4 << 30                // at or below: drop sealed segments from the cache
 	maxReadConc     = 32                     // never more concurrent reads
 	delayStep       = 100 * time.Microsecond // max_delay is rounded to this
@@ -335,20 +327,6 @@ func Derive(info Info, m *Measurements) Profile {
 		set(KeyFadvise, FadviseKeep, "usable RAM %s > 4GiB: the page cache may keep sealed segments", human(float64(info.RAMBytes)))
 	}
 
-	// io.write_mode
-	mode, rule := WriteBuffered, "buffered appends unless a probe shows O_DIRECT is much faster"
-	if m != nil && m.DirectSync != nil {
-		if b, ok := m.SyncAt(1 << 20); ok && b.BytesPerSec > 0 {
-			ratio := m.DirectSync.BytesPerSec / b.BytesPerSec
-			if ratio >= directGain {
-				mode = WriteDirect
-				rule = fmt.Sprintf("O_DIRECT 1MiB write+fdatasync reached %s/s vs %s/s buffered (x%.1f >= x%.1f)", human(m.DirectSync.BytesPerSec), human(b.BytesPerSec), ratio, directGain)
-			} else {
-				rule = fmt.Sprintf("O_DIRECT 1MiB write+fdatasync reached %s/s vs %s/s buffered (x%.1f < x%.1f)", human(m.DirectSync.BytesPerSec), human(b.BytesPerSec), ratio, directGain)
-			}
-		}
-	}
-	set(KeyWriteMode, mode, "%s", rule)
 	return p
 }
 

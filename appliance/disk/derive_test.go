@@ -3,9 +3,13 @@ package disk
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/eddybroker/eddy/appliance/config"
 )
 
 // want are expected settings by key.
@@ -26,7 +30,7 @@ func TestDerivedSettingsPerHost(t *testing.T) {
 			want: want{
 				KeySegmentBytes: "64MiB", KeyMaxBatchBytes: "4MiB", KeyMaxDelay: "20ms",
 				KeyMaxInflight: "1", KeySyncConcurrency: "1", KeyPreallocateBytes: "16MiB",
-				KeyWriteBuffer: "1MiB", KeyReadConcurrency: "2", KeyFadvise: FadviseDropSealed, KeyWriteMode: WriteBuffered,
+				KeyWriteBuffer: "1MiB", KeyReadConcurrency: "2", KeyFadvise: FadviseDropSealed,
 			},
 		},
 		{
@@ -165,25 +169,6 @@ func TestMeasurementsOverrideTheRotationalFlag(t *testing.T) {
 	}
 }
 
-func TestWriteModeFollowsTheDirectProbe(t *testing.T) {
-	info, err := Discover(t.TempDir(), Options{Root: virtioHost.build(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := *ssdCurve
-	buffered, _ := m.SyncAt(1 << 20)
-	fast := SyncPoint{Bytes: 1 << 20, Samples: 50, BytesPerSec: 2 * buffered.BytesPerSec}
-	m.DirectSync = &fast
-	if s, _ := Derive(info, &m).Get(KeyWriteMode); s.Value != WriteDirect {
-		t.Errorf("direct 2x faster: write mode %s (%s)", s.Value, s.Rule)
-	}
-	slow := SyncPoint{Bytes: 1 << 20, Samples: 50, BytesPerSec: 1.1 * buffered.BytesPerSec}
-	m.DirectSync = &slow
-	if s, _ := Derive(info, &m).Get(KeyWriteMode); s.Value != WriteBuffered {
-		t.Errorf("direct 1.1x faster: write mode %s (%s)", s.Value, s.Rule)
-	}
-}
-
 func TestWriteTOMLHasOnlyConfigKeys(t *testing.T) {
 	info, err := Discover(t.TempDir(), Options{Root: ssdHost.build(t)})
 	if err != nil {
@@ -195,16 +180,26 @@ func TestWriteTOMLHasOnlyConfigKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := b.String()
-	for _, s := range []string{"[flush]", "[log]", `max_delay = "4ms"`, `segment_bytes = "512MiB"`, "sync_concurrency = 4"} {
+	for _, s := range []string{"[flush]", "[log]", `max_delay = "4ms"`, `segment_bytes = "512MiB"`, "sync_concurrency = 4",
+		"[io]", "write_buffer_bytes", "fadvise", "read_concurrency"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("io-profile.toml lacks %q:\n%s", s, out)
 		}
 	}
-	for _, s := range []string{"[io]", "write_buffer_bytes", "fadvise"} {
-		if strings.Contains(out, s) {
-			t.Errorf("io-profile.toml holds %q, which is no configuration key:\n%s", s, out)
-		}
+	// What the file holds loads as the io-profile layer of the
+	// configuration, every key accepted.
+	path := filepath.Join(t.TempDir(), "io-profile.toml")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	cfg, err := config.Load(config.LoadOptions{IOProfile: path})
+	if err != nil {
+		t.Fatalf("the io-profile does not load: %v", err)
+	}
+	if cfg.Source(KeyFadvise) != config.IOProfile || cfg.Source(KeySegmentBytes) != config.IOProfile {
+		t.Fatalf("io-profile keys not applied: fadvise from %s, segment_bytes from %s", cfg.Source(KeyFadvise), cfg.Source(KeySegmentBytes))
+	}
+	b.Reset()
 	// A value the configuration would reject is refused, naming the key.
 	p.Settings = append(p.Settings, Setting{Key: KeyMaxDelay, Value: "0s", Rule: "broken"})
 	if err := p.WriteTOML(&b); err == nil || !strings.Contains(err.Error(), "flush.max_delay") {

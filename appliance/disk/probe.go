@@ -197,7 +197,8 @@ func Probe(ctx context.Context, dir string, budget time.Duration, progress func(
 			return Measurements{}, fmt.Errorf("probe %s: %w", dir, err)
 		}
 		p.step, p.stepBase, p.stepShare = s.name, done, s.share
-		progress(s.name, done)
+		p.reported = max(p.reported, done)
+		progress(s.name, p.reported)
 		// A step whose share is gone still does its minimum (a few
 		// operations), so every measurement exists; the budget is then
 		// overrun by that much.
@@ -238,6 +239,7 @@ type prober struct {
 	stepBase  float64
 	stepShare float64
 	lastTick  time.Time
+	reported  float64 // the highest fraction reported: progress never goes back
 }
 
 // tick reports progress within the current step (frac of the step done),
@@ -248,7 +250,9 @@ func (p *prober) tick(frac float64) {
 		return
 	}
 	p.lastTick = now
-	p.progress(p.step, p.stepBase+p.stepShare*min(max(frac, 0), 1))
+	f := max(p.stepBase+p.stepShare*min(max(frac, 0), 1), p.reported)
+	p.reported = f
+	p.progress(p.step, f)
 }
 
 // create makes a new test file and remembers it for cleanup.

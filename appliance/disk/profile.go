@@ -84,18 +84,14 @@ func (f Fingerprint) Diff(g Fingerprint) []string {
 // tomlSections orders the sections of io-profile.toml.
 var tomlSections = []string{"flush", "log", "io"}
 
-// WriteTOML writes the settings that are configuration keys, in the TOML
-// layout of the configuration file, each with its rule as a comment. Every
-// value is checked against the configuration schema first; settings whose
-// key the schema does not know (the io.* advice) are left out.
+// WriteTOML writes the settings in the TOML layout of the configuration
+// file, each with its rule as a comment. Every key and value is checked
+// against the configuration schema first.
 func (p Profile) WriteTOML(w io.Writer) error {
 	probe := config.Default()
 	bySection := map[string][]Setting{}
 	var order []string
 	for _, s := range p.Settings {
-		if _, known := probe.Get(s.Key); !known {
-			continue
-		}
 		if err := probe.Set(s.Key, s.Value, config.IOProfile); err != nil {
 			return fmt.Errorf("write io-profile: %w", err)
 		}

@@ -358,6 +358,9 @@ func (c *Coordinator) completeJoin(g *Group, now time.Time) Output {
 		}
 	}
 	cs.generation++
+	if len(cs.members) > 0 {
+		c.rebalances.classic++
+	}
 	if len(cs.members) == 0 {
 		cs.state, cs.protocol, cs.leader, cs.protocolType = StateEmpty, "", "", ""
 		g.emptySince = now

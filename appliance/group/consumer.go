@@ -214,6 +214,7 @@ func (c *Coordinator) consumerJoin(g *Group, now time.Time, id RequestID, ci Cli
 		cs.statics[*r.InstanceID] = memberID
 	}
 	cs.epoch++
+	c.rebalances.consumer++
 	m.deadline = now.Add(c.cfg.ConsumerSessionTimeout)
 	c.reconcile(g, m, nil, now)
 	c.fillHeartbeat(g, m, resp, true)
@@ -252,6 +253,8 @@ func (c *Coordinator) updateSubscription(g *Group, m *consumerMember, r *kmsg.Co
 	}
 	if changed && cs.members[m.id] == m {
 		cs.epoch++
+		c.rebalances.consumer++
+		c.rebalances.consumer++
 	}
 	return nil
 }
@@ -419,6 +422,7 @@ func (c *Coordinator) consumerRemove(g *Group, m *consumerMember, now time.Time)
 		delete(cs.statics, *m.instanceID)
 	}
 	cs.epoch++
+	c.rebalances.consumer++
 	if len(cs.members) == 0 {
 		g.emptySince = now
 	}
@@ -461,6 +465,7 @@ func (c *Coordinator) SetTopics(t Topics) {
 	for _, g := range c.groups {
 		if g.consumer != nil && len(g.consumer.members) > 0 {
 			g.consumer.epoch++
+			c.rebalances.consumer++
 		}
 	}
 }

@@ -103,6 +103,15 @@ type Coordinator struct {
 	topics Topics
 	groups map[string]*Group
 	idSeq  uint64
+	// rebalances counts new generations (classic) and group epochs
+	// (consumer), for metrics.
+	rebalances struct{ classic, consumer uint64 }
+}
+
+// Rebalances returns how many rebalances classic and consumer (KIP-848)
+// groups have gone through.
+func (c *Coordinator) Rebalances() (classic, consumer uint64) {
+	return c.rebalances.classic, c.rebalances.consumer
 }
 
 // New returns an empty coordinator.

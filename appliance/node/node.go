@@ -28,6 +28,7 @@ import (
 	"github.com/eddybroker/eddy/appliance/admin"
 	"github.com/eddybroker/eddy/appliance/broker"
 	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/eddybroker/eddy/appliance/disk"
 	"github.com/eddybroker/eddy/appliance/group"
 	"github.com/eddybroker/eddy/appliance/metadata"
 	"github.com/eddybroker/eddy/appliance/storage"
@@ -35,6 +36,7 @@ import (
 	"github.com/eddybroker/eddy/appliance/storage/flush"
 	"github.com/eddybroker/eddy/appliance/storage/partlog"
 	"github.com/eddybroker/eddy/appliance/storage/vfs"
+	"github.com/eddybroker/eddy/appliance/telemetry"
 	"github.com/eddybroker/eddy/transport/kafkawire"
 	"github.com/eddybroker/eddy/transport/quic"
 	"github.com/eddybroker/eddy/transport/tlsid"
@@ -53,6 +55,9 @@ type Options struct {
 	Version  string
 	// Status, if set, hears progress lines (for sd_notify STATUS=).
 	Status func(string)
+	// FS is the filesystem of the data directory; nil means the real one
+	// (tests inject faults through it).
+	FS vfs.FS
 }
 
 // Node is a running node.
@@ -74,6 +79,10 @@ type Node struct {
 	adminLn   net.Listener
 
 	cleaner    *cleaner.Cleaner
+	metrics    *telemetry.Metrics
+	guard      *disk.Guard
+	stopProf   func()
+	died       atomic.Value // string: a serve loop that ended unexpectedly
 	ready      atomic.Bool
 	notReady   atomic.Value // string: why not ready
 	retention  chan struct{}
@@ -95,6 +104,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Node, error)
 	if opts.Status == nil {
 		opts.Status = func(string) {}
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.OS
+	}
 	n := &Node{opts: opts, log: opts.Logger, dir: cfg.Node.DataDir, retention: make(chan struct{})}
 	n.cfg.Store(cfg)
 	n.notReady.Store("starting")
@@ -113,6 +125,18 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	if err := os.MkdirAll(n.dir, 0o755); err != nil {
 		return fmt.Errorf("create data dir %s: %w", n.dir, err)
 	}
+	n.metrics = telemetry.New(telemetry.Options{DataDir: n.dir, NoHost: !cfg.Metrics.Host, Version: n.opts.Version, Logger: n.log})
+	if p, err := disk.Load(n.dir); err == nil {
+		n.metrics.SetIOProfile(p)
+	}
+	n.guard = disk.NewGuard(n.dir, watermarks(cfg), nil)
+	if _, err := n.guard.Check(); err != nil {
+		return fmt.Errorf("data dir %s: %w", n.dir, err)
+	}
+	n.metrics.SetProduceRefused(n.guard.Refusing())
+	if err := n.startProfiling(cfg); err != nil {
+		return err
+	}
 	// The admin API comes up first, so /readyz can say "recovering".
 	if cfg.Admin.Addr != "" {
 		if err := n.startAdmin(cfg.Admin.Addr); err != nil {
@@ -121,9 +145,11 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	}
 	n.notReady.Store("recovering storage")
 	n.opts.Status("recovering storage")
-	st, err := storage.Open(vfs.OS, storage.Config{
+	fc := flushConfig(cfg)
+	fc.Observer = n.metrics
+	st, err := storage.Open(n.opts.FS, storage.Config{
 		Dir:   filepath.Join(n.dir, "logs"),
-		Flush: flushConfig(cfg),
+		Flush: fc,
 		Progress: func(done, total int, tp storage.TopicPartition, rep partlog.RecoveryReport) {
 			msg := fmt.Sprintf("recovering %d/%d partitions", done, total)
 			n.notReady.Store(msg)
@@ -138,7 +164,7 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	}
 	n.store = st
 	n.cleanStart = st.WasClean()
-	if n.meta, err = metadata.OpenLocal(vfs.OS, filepath.Join(n.dir, "meta"), cfg.Kafka.ClusterID); err != nil {
+	if n.meta, err = metadata.OpenLocal(n.opts.FS, filepath.Join(n.dir, "meta"), cfg.Kafka.ClusterID); err != nil {
 		return err
 	}
 	if n.ident, err = tlsid.Load(tlsid.Options{
@@ -165,14 +191,18 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 		listeners[ListenerQUIC] = advertise(cfg.Listeners.QUIC.Advertised, udp.LocalAddr())
 	}
 	n.notReady.Store("opening partitions")
-	n.brk, err = broker.New(brokerConfig(cfg, listeners, n.log), st, n.meta)
+	bc := brokerConfig(cfg, listeners, n.log)
+	bc.ProduceGuard, bc.Observer = n.guard.Err, n.metrics
+	n.brk, err = broker.New(bc, st, n.meta)
 	if err != nil {
 		if udp != nil {
 			udp.Close()
 		}
 		return err
 	}
-	wcfg := kafkawire.Config{MaxFrameSize: int(cfg.Kafka.MaxFrameSize), MaxInflight: cfg.Kafka.MaxInflightPerConn, Logger: n.log}
+	n.metrics.SetPartitionSource(n.partitionStats)
+	wcfg := kafkawire.Config{MaxFrameSize: int(cfg.Kafka.MaxFrameSize), MaxInflight: cfg.Kafka.MaxInflightPerConn, Logger: n.log,
+		Observer: wireObserver{n.metrics}}
 	if n.kafkaLn != nil {
 		n.kafkaSrv = kafkawire.NewServer(ListenerKafka, n.brk, wcfg)
 		n.goServe("kafka listener", func() error { return n.kafkaSrv.Serve(context.Background(), n.kafkaLn) })
@@ -197,8 +227,9 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 		}))
 		n.goServe("quic listener", func() error { return n.quicSrv.Serve(context.Background()) })
 	}
-	n.maint.Add(1)
+	n.maint.Add(2)
 	go n.runRetention()
+	go n.watchDisk()
 	n.cleaner = cleaner.New(cleaner.Config{
 		Interval: cfg.Log.CleanerInterval.D(), MaxMapBytes: cfg.Log.CleanerDedupeBuffer.Int64(),
 		IOBytesPerSecond: cfg.Log.CleanerIOMaxBytes.Int64(), Logger: n.log,
@@ -222,8 +253,12 @@ func (n *Node) goServe(what string, serve func() error) {
 	n.background.Add(1)
 	go func() {
 		defer n.background.Done()
-		if err := serve(); err != nil && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		err := serve()
+		if err != nil && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			n.log.Error(what+" stopped", "err", err)
+		}
+		if n.ready.Load() {
+			n.died.Store(what + " stopped")
 		}
 	}()
 }
@@ -262,13 +297,46 @@ func (n *Node) runRetention() {
 	}
 }
 
-// Ready implements admin.Source.
+// Ready implements admin.Source: recovered, listening, and the data disk
+// below its hard watermark.
 func (n *Node) Ready() (bool, string) {
-	if n.ready.Load() {
-		return true, ""
+	if !n.ready.Load() {
+		why, _ := n.notReady.Load().(string)
+		return false, why
 	}
-	why, _ := n.notReady.Load().(string)
-	return false, why
+	if err := n.guard.Err(); err != nil {
+		return false, err.Error()
+	}
+	return true, ""
+}
+
+// Metrics implements admin.Source.
+func (n *Node) Metrics() http.Handler {
+	if n.metrics == nil {
+		return nil
+	}
+	return n.metrics.Handler()
+}
+
+// Live reports whether the node's loops make progress: the group commit
+// flushes within limit, produce requests get their appends within limit,
+// and every listener still serves. nil means alive; a watchdog pings
+// systemd only then.
+func (n *Node) Live(limit time.Duration) error {
+	if why, _ := n.died.Load().(string); why != "" {
+		return errors.New(why)
+	}
+	if n.store != nil {
+		if err := n.store.Committer().Stalled(limit); err != nil {
+			return err
+		}
+	}
+	if n.brk != nil {
+		if err := n.brk.Stalled(limit); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Status implements admin.Source.
@@ -360,6 +428,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.adminSrv != nil {
 			n.adminSrv.Shutdown(ctx)
 		}
+		if n.stopProf != nil {
+			n.stopProf()
+		}
 		n.background.Wait()
 		n.log.Info("eddy stopped", "clean", len(errs) == 0)
 	})
@@ -406,6 +477,9 @@ func (n *Node) abort() {
 		n.adminSrv.Close()
 	}
 	n.background.Wait()
+	if n.stopProf != nil {
+		n.stopProf()
+	}
 }
 
 // Reload applies the hot settings of next (flush bounds, logging level,
@@ -432,6 +506,7 @@ func (n *Node) Reload(next *config.Config) (applied, needRestart []string, err e
 		n.opts.LogLevel.Set(ParseLevel(next.Logging.Level))
 	}
 	n.brk.SetAutoCreateTopics(next.AutoCreateTopics())
+	n.guard.SetWatermarks(watermarks(next))
 	merged := cur.Clone()
 	for _, key := range applied {
 		v, _ := next.Get(key)
@@ -464,7 +539,10 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 	}
 	base := partlog.DefaultConfig("")
 	base.VerifyReads = l.VerifyReads
-	base.PreallocateBytes = l.PreallocateBytes.Int64()
+	// A derived preallocation larger than the segment is clamped to it.
+	base.PreallocateBytes = min(l.PreallocateBytes.Int64(), l.SegmentBytes.Int64())
+	base.DropCacheOnSeal = cfg.IO.Fadvise == "drop-sealed"
+	base.WriteBufferBytes = cfg.IO.WriteBufferBytes.Int64()
 	base.MaxUncompressed = max(int(cfg.Kafka.MaxFrameSize), 64<<20)
 	defaults := map[string]string{
 		"segment.bytes":          strconv.FormatInt(l.SegmentBytes.Int64(), 10),
@@ -476,7 +554,7 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 		"cleanup.policy":         l.CleanupPolicy,
 		"max.message.bytes":      strconv.FormatInt(l.MaxMessageBytes.Int64(), 10),
 		"message.timestamp.type": l.MessageTimestampType,
-		"preallocate":            strconv.FormatBool(l.PreallocateBytes > 0),
+		"preallocate":            strconv.FormatBool(base.PreallocateBytes > 0),
 	}
 	gc := group.DefaultConfig()
 	gr := cfg.Groups
@@ -495,6 +573,7 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 		TopicDefaults:            defaults,
 		LogBase:                  base,
 		ValidateRecords:          cfg.Kafka.ValidateRecords,
+		ReadConcurrency:          cfg.IO.ReadConcurrency,
 		Logger:                   log,
 	}
 }

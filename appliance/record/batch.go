@@ -189,6 +189,22 @@ func (b Batch) ComputeCRC() uint32 { return crc32.Checksum(b[crcStart:], castagn
 // UpdateCRC recomputes and stores the CRC, after a CRC-covered field changed.
 func (b Batch) UpdateCRC() { binary.BigEndian.PutUint32(b[offCRC:], b.ComputeCRC()) }
 
+// CountRecords returns the records counted by the headers of the whole
+// batches at the start of buf (a fetch's record set; a partial batch at
+// the end is not counted).
+func CountRecords(buf []byte) int64 {
+	var n int64
+	for len(buf) >= HeaderSize {
+		size, ok := PeekSize(buf)
+		if !ok || size > len(buf) {
+			break
+		}
+		n += int64(Batch(buf).RecordCount())
+		buf = buf[size:]
+	}
+	return n
+}
+
 // PeekSize returns the total size of the batch starting at buf, reading only
 // the 12-byte prefix. ok is false when buf is shorter than that prefix.
 func PeekSize(buf []byte) (size int, ok bool) {

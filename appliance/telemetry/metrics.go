@@ -70,6 +70,8 @@ type Metrics struct {
 
 	rebalances *prometheus.CounterVec
 
+	produceRefused prometheus.Gauge
+
 	partitions *partitionCollector
 	host       *HostCollector
 	ioProfile  *ioProfileCollector
@@ -140,6 +142,8 @@ func New(opts Options) *Metrics {
 	m.pluginDuration = f.histogramVec("plugin_call_duration_seconds", "Duration of one plugin call, by kind.", pluginBuckets, "kind")
 
 	m.rebalances = f.counterVec("group_rebalances_total", "Consumer group rebalances started, by protocol (classic, consumer).", "protocol")
+
+	m.produceRefused = f.gauge("disk_produce_refused", "1 while produces are refused because the data disk is above disk.hard_watermark (or below disk.min_free_bytes), 0 otherwise.")
 
 	build := f.gaugeVec("build_info", "Always 1; labels name the running build.", "version", "commit", "goversion")
 	build.WithLabelValues(orUnknown(opts.Version), orUnknown(opts.Commit), runtime.Version()).Set(1)
@@ -302,6 +306,16 @@ func (m *Metrics) ObservePluginCall(digest, kind string, d time.Duration, failur
 	}
 }
 
+// SetProduceRefused records whether produces are being refused for lack
+// of disk space.
+func (m *Metrics) SetProduceRefused(refused bool) {
+	v := 0.0
+	if refused {
+		v = 1
+	}
+	m.produceRefused.Set(v)
+}
+
 // GroupRebalance records a consumer group rebalance under protocol
 // ("classic" or "consumer").
 func (m *Metrics) GroupRebalance(protocol string) {
@@ -321,6 +335,12 @@ func (f factory) counterVec(name, help string, labels ...string) *prometheus.Cou
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
 	f.reg.MustRegister(c)
 	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
 }
 
 func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {

@@ -111,7 +111,10 @@ func drive(m *Metrics) {
 				return
 			}
 		}
+		yield(PartitionStats{Topic: "__consumer_offsets", Partition: 0, SizeBytes: 8192, Segments: 3, HighWatermark: 40, LogEndOffset: 40,
+			Cleaner: &CleanerStats{DirtyBytes: 4096, DirtyRatio: 0.5, BytesCleaned: 1 << 20, RecordsRemoved: 900, Failures: 1}})
 	})
+	m.SetProduceRefused(true)
 }
 
 func TestScrapeAfterDrivingTheAPI(t *testing.T) {
@@ -153,7 +156,11 @@ func TestScrapeAfterDrivingTheAPI(t *testing.T) {
 		{"eddy_partition_log_start_offset", map[string]string{"topic": "orders", "partition": "0"}, 5},
 		{"eddy_partition_high_watermark", map[string]string{"topic": "orders", "partition": "1"}, 91},
 		{"eddy_partition_log_end_offset", map[string]string{"topic": "orders", "partition": "1"}, 101},
-		{"eddy_partitions", nil, 2},
+		{"eddy_partitions", nil, 3},
+		{"eddy_partition_cleaner_dirty_bytes", map[string]string{"topic": "__consumer_offsets", "partition": "0"}, 4096},
+		{"eddy_partition_cleaner_records_removed_total", map[string]string{"topic": "__consumer_offsets", "partition": "0"}, 900},
+		{"eddy_partition_cleaner_failures_total", map[string]string{"topic": "__consumer_offsets", "partition": "0"}, 1},
+		{"eddy_disk_produce_refused", nil, 1},
 		{"eddy_build_info", map[string]string{"version": "1.2.3", "commit": "abc"}, 1},
 	}
 	for _, c := range checks {

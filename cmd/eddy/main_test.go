@@ -80,6 +80,10 @@ func startEddy(t testing.TB, dataDir string, args ...string) *proc {
 	cmd := exec.Command(eddyBin, all...)
 	// Groups assign at once: the tests do not start members in bursts.
 	cmd.Env = append(os.Environ(), "EDDY_LOGGING_FORMAT=json", "EDDY_CONFIG=", "EDDY_GROUPS_INITIAL_REBALANCE_DELAY=0s")
+	if os.Getenv("EDDY_DISK_TUNING") == "" {
+		// No disk probe at each start, unless a test asks for one.
+		cmd.Env = append(cmd.Env, "EDDY_DISK_TUNING=off")
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

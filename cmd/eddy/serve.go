@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/eddybroker/eddy/appliance/disk"
 	"github.com/eddybroker/eddy/appliance/node"
 	"github.com/spf13/cobra"
 )
@@ -25,8 +27,9 @@ var serveFlags = []struct{ flag, key, usage string }{
 }
 
 // loadConfig builds the effective config from the embedded defaults, the
-// file (--config or EDDY_CONFIG), the environment and the flags that were
-// set on cmd.
+// data directory's io-profile (unless disk.tuning is off), the file
+// (--config or EDDY_CONFIG), the environment and the flags that were set
+// on cmd.
 func loadConfig(cmd *cobra.Command, file string) (*config.Config, error) {
 	flags := map[string]string{}
 	for _, f := range serveFlags {
@@ -34,7 +37,39 @@ func loadConfig(cmd *cobra.Command, file string) (*config.Config, error) {
 			flags[f.key] = fl.Value.String()
 		}
 	}
-	return config.Load(config.LoadOptions{File: file, Env: os.Environ(), Flags: flags})
+	opts := config.LoadOptions{File: file, Env: os.Environ(), Flags: flags}
+	cfg, err := config.Load(opts)
+	if err != nil || cfg.Disk.Tuning == "off" {
+		return cfg, err
+	}
+	profile := disk.TOMLPath(cfg.Node.DataDir)
+	if _, err := os.Stat(profile); err != nil {
+		return cfg, nil // no io-profile yet
+	}
+	opts.IOProfile = profile
+	return config.Load(opts)
+}
+
+// ensureIOProfile learns the data disk (probing it on first start or a new
+// device, unless it wears) and saves the io-profile the node then loads.
+// A failure leaves the node on its other settings: it is reported, not
+// fatal.
+func ensureIOProfile(ctx context.Context, cfg *config.Config, log *slog.Logger, status func(string)) {
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o755); err != nil {
+		log.Warn("disk tuning skipped", "err", err)
+		return
+	}
+	p, src, err := disk.Ensure(ctx, cfg.Node.DataDir, disk.EnsureOptions{
+		Budget: cfg.Disk.ProbeBudget.D(),
+		Progress: func(step string, frac float64) {
+			status(fmt.Sprintf("probing the data disk: %s (%.0f%%)", step, 100*frac))
+		},
+	})
+	if err != nil {
+		log.Warn("disk tuning failed; built-in storage settings apply", "err", err)
+		return
+	}
+	log.Info("io-profile", "source", string(src), "device", p.Info.Device.Name, "kind", string(p.Kind), "file", disk.TOMLPath(cfg.Node.DataDir))
 }
 
 func addConfigFlags(cmd *cobra.Command, file *string) {
@@ -75,11 +110,21 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
+	notify := node.NewNotifier(log)
 
 	started := make(chan *node.Node, 1)
 	errc := make(chan error, 1)
 	go func() {
-		n, err := node.Start(ctx, cfg, node.Options{Logger: log, LogLevel: level, Version: version})
+		if cfg.Disk.Tuning == "auto" {
+			ensureIOProfile(ctx, cfg, log, notify.Status)
+			next, err := loadConfig(cmd, file)
+			if err != nil {
+				errc <- fmt.Errorf("invalid configuration with the io-profile:\n%w", err)
+				return
+			}
+			cfg = next
+		}
+		n, err := node.Start(ctx, cfg, node.Options{Logger: log, LogLevel: level, Version: version, Status: notify.Status})
 		if err != nil {
 			errc <- err
 			return
@@ -90,6 +135,7 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 	for n == nil {
 		select {
 		case err := <-errc:
+			notify.Stopping("failed to start: " + err.Error())
 			return err
 		case n = <-started:
 		case s := <-sigs:
@@ -99,6 +145,8 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 			}
 		}
 	}
+	st := n.Status()
+	notify.Ready(fmt.Sprintf("ready: %d topics, %d partitions", st.Topics, st.Partitions), n.Live)
 	for s := range sigs {
 		switch s {
 		case syscall.SIGHUP:
@@ -115,6 +163,7 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 			log.Info("configuration reloaded", "applied", applied, "need_restart", restart)
 		default:
 			log.Info("draining and stopping", "signal", s.String())
+			notify.Stopping("draining connections and flushing")
 			grace := cfg.Listeners.QUIC.ShutdownGrace.D() + 20*time.Second
 			sctx, scancel := context.WithTimeout(context.Background(), grace)
 			go func() {

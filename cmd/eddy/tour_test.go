@@ -60,7 +60,7 @@ func TestReadmeTour(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
-	script := "set -euo pipefail\nfor i in $(seq 1 100); do curl -sf http://127.0.0.1:9644/readyz >/dev/null && break; sleep 0.1; done\n" + strings.Join(lines, "\n") + "\n"
+	script := "set -euo pipefail\nfor i in $(seq 1 400); do curl -sf http://127.0.0.1:9644/readyz >/dev/null && break; sleep 0.1; done\n" + strings.Join(lines, "\n") + "\n"
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = wd
 	cmd.Env = append(os.Environ(), "EDDY_CONFIG=", "EDDY_BROKERS=", "EDDY_TRANSPORT=")

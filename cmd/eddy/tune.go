@@ -212,19 +212,10 @@ func printTuneReport(w io.Writer, p disk.Profile) {
 
 	fmt.Fprintf(w, "\nDerived (basis: %s):\n", p.Basis)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	known := config.Default()
-	advisory := false
 	for _, s := range p.Settings {
-		mark := ""
-		if _, ok := known.Get(s.Key); !ok {
-			mark, advisory = " *", true
-		}
-		fmt.Fprintf(tw, "  %s%s\t%s\t%s\n", s.Key, mark, s.Value, s.Rule)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.Key, s.Value, s.Rule)
 	}
 	tw.Flush()
-	if advisory {
-		fmt.Fprintf(w, "  * advice for the storage engine with no configuration key yet: kept in %s, not in %s\n", disk.JSONFile, disk.TOMLFile)
-	}
 }
 
 // tuneBar shows the probe's progress on stderr: a redrawn bar on a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,33 @@ func TestTuneSkipsTheProbeOnAnSDCard(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestServeTunesToTheDisk: with disk.tuning = "auto", the first start
+// probes the data disk and saves the io-profile; `eddy config explain`
+// then shows its values with their source, and a key set to "auto" in the
+// configuration file keeps the profile's value.
+func TestServeTunesToTheDisk(t *testing.T) {
+	t.Setenv("EDDY_DISK_TUNING", "auto")
+	t.Setenv("EDDY_DISK_PROBE_BUDGET", "2s")
+	dir := t.TempDir()
+	p := startEddy(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "io-profile.toml")); err != nil {
+		t.Fatalf("no io-profile after the first start: %v\n%s", err, p.logs())
+	}
+	if !strings.Contains(p.logs(), `"msg":"io-profile"`) {
+		t.Fatalf("the start did not log its io-profile:\n%s", p.logs())
+	}
+	file := filepath.Join(t.TempDir(), "eddy.toml")
+	if err := os.WriteFile(file, []byte("[flush]\nmax_delay = \"auto\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "", "config", "explain", "flush", "--config", file, "--data-dir", dir)
+	if err != nil {
+		t.Fatalf("explain: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`(?m)^flush\.max_delay\s.*io-profile`).MatchString(out) {
+		t.Fatalf("flush.max_delay does not come from the io-profile:\n%s", out)
 	}
 }

@@ -59,10 +59,22 @@ type Config struct {
 	MaxFrameSize int          // largest request frame; default 100 MiB
 	MaxInflight  int          // requests read ahead of their responses; default 16
 	Logger       *slog.Logger // nil discards
+	Observer     Observer     // nil: nobody is told
+}
+
+// Observer hears of connections and of every request answered (metrics).
+type Observer interface {
+	ConnOpened(listener string)
+	ConnClosed(listener string)
+	// Request reports one request: its API key, frame sizes and the time
+	// from reading the request to writing its response.
+	Request(listener string, key int16, reqBytes, respBytes int, latency time.Duration)
 }
 
 type item struct {
 	hdr     Header
+	start   time.Time
+	size    int // request frame bytes
 	resp    kmsg.Response
 	done    chan struct{} // closed when a Later response is ready; nil otherwise
 	respond bool
@@ -85,6 +97,11 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	obs := cfg.Observer
+	if obs != nil {
+		obs.ConnOpened(info.Listener)
+		defer obs.ConnClosed(info.Listener)
+	}
 	connCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	items := make(chan *item, cfg.MaxInflight)
@@ -93,7 +110,7 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	var writeErr error
 	go func() {
 		defer wg.Done()
-		writeErr = writeLoop(conn, items)
+		writeErr = writeLoop(conn, items, info.Listener, obs)
 		if writeErr != nil {
 			cancel()
 			conn.SetReadDeadline(time.Now()) // unblock the reader
@@ -110,11 +127,13 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 		if err != nil {
 			break
 		}
+		start := time.Now()
 		var it *item
 		if it, err = dispatch(frame, &info, h, connCtx); err != nil {
 			break
 		}
 		if it != nil {
+			it.start, it.size = start, len(frame)
 			items <- it
 		}
 	}
@@ -178,7 +197,7 @@ func dispatch(frame []byte, info *ConnInfo, h Handler, ctx context.Context) (*it
 
 // writeLoop writes responses in request order, batching writes while more
 // responses are ready.
-func writeLoop(conn net.Conn, items <-chan *item) error {
+func writeLoop(conn net.Conn, items <-chan *item, listener string, obs Observer) error {
 	bw := bufio.NewWriterSize(conn, 64<<10)
 	var buf []byte
 	var failed error
@@ -212,6 +231,9 @@ func writeLoop(conn net.Conn, items <-chan *item) error {
 		if _, err := bw.Write(buf); err != nil {
 			failed = err
 			continue
+		}
+		if obs != nil {
+			obs.Request(listener, it.hdr.Key, it.size, len(buf), time.Since(it.start))
 		}
 		if cap(buf) > 1<<20 {
 			buf = nil // do not pin a large fetch response

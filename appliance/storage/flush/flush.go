@@ -69,6 +69,14 @@ type Config struct {
 	MaxBatchBytes   int64         // bytes that start a flush beside a running one; default 1 MiB
 	MaxInflight     int           // concurrent flushes; default 2
 	SyncConcurrency int           // parallel syncs per flush; default 8
+	// Observer, if set, hears of every flush and every target sync.
+	Observer Observer
+}
+
+// Observer hears what the committer does (metrics).
+type Observer interface {
+	ObserveFlush(bytes int64, targets int, d time.Duration)
+	ObserveSync(d time.Duration, err error)
 }
 
 // Target is what a flush syncs: a partition log. Flush makes everything
@@ -128,6 +136,7 @@ type Committer struct {
 		oldest  time.Time // when the first pending write arrived
 		window  *Window
 		closed  bool
+		running map[*Window]time.Time // flushes in progress, by start
 	}
 	flushes, syncs, syncErrors, flushedBytes atomic.Uint64
 	lastSync                                 atomic.Int64 // duration of the last flush, ns
@@ -151,6 +160,7 @@ func New(cfg Config) *Committer {
 	c := &Committer{cfg: cfg, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	c.tune.Store(&cfg)
 	c.mu.pending = map[Target]struct{}{}
+	c.mu.running = map[*Window]time.Time{}
 	c.mu.window = newWindow()
 	if cfg.Mode == OS {
 		close(c.done)
@@ -222,6 +232,30 @@ func (c *Committer) Stats() Stats {
 // LastFlushDuration returns how long the most recent flush took.
 func (c *Committer) LastFlushDuration() time.Duration { return time.Duration(c.lastSync.Load()) }
 
+// Stalled reports whether the committer has stopped making progress: a
+// flush running for longer than limit, or writes waiting longer than
+// limit (beyond max_delay) for a flush to start. It is what a watchdog
+// asks; nil means progress.
+func (c *Committer) Stalled(limit time.Duration) error {
+	if c.cfg.Mode == OS {
+		return nil
+	}
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, start := range c.mu.running {
+		if d := now.Sub(start); d > limit {
+			return fmt.Errorf("a flush has been running for %s", d.Round(time.Millisecond))
+		}
+	}
+	if len(c.mu.pending) > 0 {
+		if d := now.Sub(c.mu.oldest) - c.tune.Load().MaxDelay; d > limit {
+			return fmt.Errorf("writes have waited %s for a flush", d.Round(time.Millisecond))
+		}
+	}
+	return nil
+}
+
 // Abandon stops the committer without flushing what is pending (a
 // simulated crash); waiting appends get ErrClosed.
 func (c *Committer) Abandon() {
@@ -254,10 +288,20 @@ func (c *Committer) run() {
 	start := func() {
 		inflight++
 		w, targets, bytes := c.swap()
+		t0 := time.Now()
+		c.mu.Lock()
+		c.mu.running[w] = t0
+		c.mu.Unlock()
 		go func() {
-			t0 := time.Now()
 			c.flush(w, targets, bytes)
-			c.lastSync.Store(int64(time.Since(t0)))
+			d := time.Since(t0)
+			c.lastSync.Store(int64(d))
+			c.mu.Lock()
+			delete(c.mu.running, w)
+			c.mu.Unlock()
+			if o := c.cfg.Observer; o != nil && len(targets) > 0 {
+				o.ObserveFlush(bytes, len(targets), d)
+			}
 			finished <- struct{}{}
 		}()
 	}
@@ -354,9 +398,13 @@ func (c *Committer) flush(w *Window, targets map[Target]struct{}, bytes int64) {
 
 func (c *Committer) syncOne(t Target) error {
 	c.syncs.Add(1)
+	t0 := time.Now()
 	err := t.Flush()
 	if err != nil {
 		c.syncErrors.Add(1)
+	}
+	if o := c.cfg.Observer; o != nil {
+		o.ObserveSync(time.Since(t0), err)
 	}
 	return err
 }

@@ -166,3 +166,60 @@ func TestParseMode(t *testing.T) {
 		t.Fatal("unknown mode accepted")
 	}
 }
+
+type observer struct {
+	flushes, syncs, failed atomic.Int32
+	bytes                  atomic.Int64
+}
+
+func (o *observer) ObserveFlush(bytes int64, targets int, d time.Duration) {
+	o.flushes.Add(1)
+	o.bytes.Add(bytes)
+}
+
+func (o *observer) ObserveSync(d time.Duration, err error) {
+	o.syncs.Add(1)
+	if err != nil {
+		o.failed.Add(1)
+	}
+}
+
+// TestStalledAndObserved: a flush stuck in its sync is reported as a
+// stall once it has run longer than the limit, and no longer once it
+// completes; the observer hears of every flush and sync.
+func TestStalledAndObserved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		obs := &observer{}
+		c := New(Config{Mode: Group, MaxDelay: time.Millisecond, Observer: obs})
+		defer c.Close()
+		gate := make(chan struct{})
+		a := &target{name: "a", gate: gate}
+		bad := &target{name: "bad", err: errors.New("EIO")}
+		w, _ := c.Add(a, 100)
+		synctest.Wait()
+		if err := c.Stalled(time.Second); err != nil {
+			t.Fatalf("stalled at once: %v", err)
+		}
+		time.Sleep(2 * time.Second) // the fake clock of the bubble
+		if err := c.Stalled(time.Second); err == nil {
+			t.Fatal("a flush stuck for 2s is not a stall at a 1s limit")
+		}
+		close(gate)
+		if err := w.Wait(a); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if err := c.Stalled(time.Second); err != nil {
+			t.Fatalf("still stalled after the flush finished: %v", err)
+		}
+		a.gate = nil
+		w, _ = c.Add(bad, 50)
+		if w.Wait(bad) == nil {
+			t.Fatal("the failing sync succeeded")
+		}
+		synctest.Wait()
+		if obs.flushes.Load() != 2 || obs.syncs.Load() != 2 || obs.failed.Load() != 1 || obs.bytes.Load() != 150 {
+			t.Fatalf("observed flushes %d syncs %d failed %d bytes %d", obs.flushes.Load(), obs.syncs.Load(), obs.failed.Load(), obs.bytes.Load())
+		}
+	})
+}

@@ -357,6 +357,29 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 	}
 	nextHorizon := int64(0)
 	var scratch cleanScratch
+	// Kept batches gather in a write buffer and go to the new segment in
+	// writes of about WriteBufferBytes.
+	wbuf := cfg.WriteBufferBytes
+	if wbuf <= 0 {
+		wbuf = 1 << 20
+	}
+	var pend []byte
+	var infos []segment.BatchInfo
+	writePending := func(g *group) error {
+		if len(pend) == 0 {
+			return nil
+		}
+		if g.newSeg == nil {
+			ns, err := segment.CreateTemp(l.fsys, l.dir, g.old[0].Base(), cfg.segOpts(), CleanedSuffix)
+			if err != nil {
+				return err
+			}
+			g.newSeg = ns
+		}
+		err := g.newSeg.Append(pend, infos)
+		pend, infos = pend[:0], infos[:0]
+		return err
+	}
 	for _, g := range groups {
 		if len(g.old) > 1 {
 			g.changed = true // merging is a change
@@ -386,20 +409,22 @@ func (l *Log) compact(opts CompactOptions) (CompactResult, error) {
 				if out == nil || opts.DryRun {
 					return nil
 				}
-				if g.newSeg == nil {
-					ns, err := segment.CreateTemp(l.fsys, l.dir, g.old[0].Base(), cfg.segOpts(), CleanedSuffix)
-					if err != nil {
-						return err
-					}
-					g.newSeg = ns
-				}
 				ob := record.Batch(out)
-				return g.newSeg.Append(out, []segment.BatchInfo{{Base: ob.BaseOffset(), Last: ob.LastOffset(), MaxTimestamp: ob.MaxTimestamp()}})
+				pend = append(pend, out...)
+				infos = append(infos, segment.BatchInfo{Base: ob.BaseOffset(), Last: ob.LastOffset(), MaxTimestamp: ob.MaxTimestamp()})
+				if int64(len(pend)) >= wbuf {
+					return writePending(g)
+				}
+				return nil
 			})
 			if err != nil {
 				cleanup()
 				return res, l.errf("compact", err)
 			}
+		}
+		if err := writePending(g); err != nil {
+			cleanup()
+			return res, l.errf("compact", err)
 		}
 	}
 	// Seal the new segments; drop groups that did not change.

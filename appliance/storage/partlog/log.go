@@ -54,6 +54,7 @@ type Config struct {
 	RetentionBytes     int64         // retention.bytes; < 0 means no limit
 	PreallocateBytes   int64         // fallocate chunk; 0 disables
 	DropCacheOnSeal    bool          // fadvise DONTNEED on sealed segments
+	WriteBufferBytes   int64         // the cleaner's writes gather up to this; 0 means 1 MiB
 	VerifyReads        bool          // CRC-check every batch served
 	MaxUncompressed    int           // decompression bound for record scans
 

@@ -19,7 +19,8 @@ var ErrCrashed = errors.New("vfs: simulated crash")
 // OpKind names a mutating filesystem operation.
 type OpKind int
 
-// The mutating operations a Mem counts, crashes at and injects faults into.
+// The mutating operations a Mem counts, crashes at and injects faults
+// into, and OpOpen, which only Faulty reports (opening an existing file).
 const (
 	OpWrite OpKind = iota
 	OpSync
@@ -29,10 +30,11 @@ const (
 	OpRemove
 	OpSyncDir
 	OpMkdir
+	OpOpen
 )
 
 func (k OpKind) String() string {
-	return [...]string{"write", "sync", "truncate", "create", "rename", "remove", "syncdir", "mkdir"}[k]
+	return [...]string{"write", "sync", "truncate", "create", "rename", "remove", "syncdir", "mkdir", "open"}[k]
 }
 
 // Op describes one mutating operation, as passed to an Injector.

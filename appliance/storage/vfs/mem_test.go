@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -186,5 +189,42 @@ func TestOSFile(t *testing.T) {
 	}
 	if got := readAll(t, OS, dir+"/cp"); string(got) != "v1" {
 		t.Fatalf("atomic write: %q", got)
+	}
+}
+
+// TestFaultyInjectsIntoRealFiles: the injector sees each operation on real
+// files and its error comes back wrapped with the path; without it the
+// operations go through.
+func TestFaultyInjectsIntoRealFiles(t *testing.T) {
+	dir := t.TempDir()
+	f := NewFaulty(OS)
+	var seen []OpKind
+	f.SetInjector(func(op Op) error {
+		seen = append(seen, op.Kind)
+		if op.Kind == OpSync {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	file, err := f.Create(filepath.Join(dir, "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := file.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := file.Sync(); !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), filepath.Join(dir, "a")) {
+		t.Fatalf("sync: %v", err)
+	}
+	file.Close()
+	if want := []OpKind{OpCreate, OpWrite, OpSync}; !slices.Equal(seen, want) {
+		t.Fatalf("ops %v, want %v", seen, want)
+	}
+	f.SetInjector(nil)
+	if err := WriteFileAtomic(f, dir, "b", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadFile(f, filepath.Join(dir, "b")); err != nil || string(got) != "x" {
+		t.Fatalf("read back %q %v", got, err)
 	}
 }
