@@ -356,6 +356,13 @@ func (n *Node) Status() admin.Status {
 	return st
 }
 
+// StatusLine is a one-line summary for service managers: topics,
+// partitions and the data disk's usage.
+func (n *Node) StatusLine() string {
+	st := n.Status()
+	return fmt.Sprintf("ready: %d topics, %d partitions; data disk %.0f%% used", st.Topics, st.Partitions, n.guard.Last().UsedPercent())
+}
+
 // Partitions implements admin.Source.
 func (n *Node) Partitions(topic string) any {
 	if n.brk == nil {

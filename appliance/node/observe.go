@@ -46,7 +46,7 @@ func (n *Node) watchDisk() {
 			n.opts.Status("refusing produces: data disk full")
 		} else {
 			n.log.Info("data disk below its soft watermark: produces resume", "used_percent", sp.UsedPercent(), "free_bytes", sp.Avail)
-			n.opts.Status("ready")
+			n.opts.Status(n.StatusLine())
 		}
 	}
 }

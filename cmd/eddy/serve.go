@@ -145,8 +145,7 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 			}
 		}
 	}
-	st := n.Status()
-	notify.Ready(fmt.Sprintf("ready: %d topics, %d partitions", st.Topics, st.Partitions), n.Live)
+	notify.Ready(n.StatusLine(), n.Live)
 	for s := range sigs {
 		switch s {
 		case syscall.SIGHUP:
