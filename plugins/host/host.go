@@ -1,0 +1,404 @@
+// Package host is the broker's side of Eddy's WebAssembly plugins: it
+// registers modules and runs partitioners, produce/fetch/federation
+// transforms and log-cleanup policies over Kafka RecordBatch v2 bytes.
+//
+// The sandbox itself (wazero runtimes, registry, instance pools, guards,
+// memory caps, circuit breakers, log capture, output validation) is package
+// plugins/host/sandbox, which speaks the ABI's RBV1 buffers; this package
+// decodes batches into RBV1 (decompressing them, splitting them into calls
+// of at most 4,096 records and 1 MiB), and turns a transform's decisions
+// back into a RecordBatch v2.
+//
+// Typical use by the broker:
+//
+//	h, _ := host.New(host.Config{Config: sandbox.Config{CacheDir: dir}})
+//	mod, _ := h.Register(ctx, wasm)                       // at registration, compiles
+//	p, _ := h.Partitioner(ctx, mod.Digest, cfg, host.CallOptions{Topic: "t"}) // at binding, runs eddy_init
+//	parts, err := p.Partition(ctx, batch, 12)             // on the produce path
+//
+// Errors of a call are *sandbox.CallError values; test them with errors.Is
+// against ErrTimeout, ErrTrap, ErrInvalidOutput, ErrStatus, ErrCircuitOpen
+// and friends to apply the topic's plugin.<stage>.on.error policy.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/plugins/abi"
+	"github.com/eddybroker/eddy/plugins/host/sandbox"
+)
+
+// Names from the sandbox, so callers need one import.
+type (
+	Digest     = sandbox.Digest
+	Module     = sandbox.Module
+	Status     = sandbox.Status
+	PoolStatus = sandbox.PoolStatus
+	Counters   = sandbox.Counters
+	LogLine    = sandbox.LogLine
+	CallError  = sandbox.CallError
+	State      = sandbox.State
+)
+
+// Errors, see package sandbox.
+var (
+	ErrModuleTooLarge  = sandbox.ErrModuleTooLarge
+	ErrInvalidModule   = sandbox.ErrInvalidModule
+	ErrForbiddenImport = sandbox.ErrForbiddenImport
+	ErrMissingExport   = sandbox.ErrMissingExport
+	ErrABIVersion      = sandbox.ErrABIVersion
+	ErrUnknownModule   = sandbox.ErrUnknownModule
+	ErrKind            = sandbox.ErrKind
+	ErrConfig          = sandbox.ErrConfig
+	ErrCircuitOpen     = sandbox.ErrCircuitOpen
+	ErrTimeout         = sandbox.ErrTimeout
+	ErrTrap            = sandbox.ErrTrap
+	ErrStatus          = sandbox.ErrStatus
+	ErrInvalidOutput   = sandbox.ErrInvalidOutput
+	ErrInstantiate     = sandbox.ErrInstantiate
+	ErrClosed          = sandbox.ErrClosed
+	// ErrBatch says the input is not a usable RecordBatch v2.
+	ErrBatch = errors.New("host: bad record batch")
+)
+
+// ParseDigest reads "sha256:<hex>".
+func ParseDigest(s string) (Digest, error) { return sandbox.ParseDigest(s) }
+
+// Config configures a Host.
+type Config struct {
+	sandbox.Config
+	// MaxBatchRecords splits batches into calls of at most this many
+	// records (4,096).
+	MaxBatchRecords int
+	// MaxInputBytes splits batches so that each call's RBV1 input stays
+	// under this size (1 MiB), unless one record alone is larger.
+	MaxInputBytes int
+	// MaxUncompressed bounds a decompressed batch (record.DefaultMaxUncompressed).
+	MaxUncompressed int
+}
+
+// Host runs plugins over record batches. Its sandbox methods (Register,
+// Module, Modules, Remove, Status, Logs, Close) are promoted from
+// *sandbox.Engine.
+type Host struct {
+	*sandbox.Engine
+	cfg   Config
+	decs  sync.Pool // *decoded
+	encs  sync.Pool // *abi.Encoder
+	clock func() time.Time
+}
+
+// New creates a Host.
+func New(cfg Config) (*Host, error) {
+	if cfg.MaxBatchRecords <= 0 {
+		cfg.MaxBatchRecords = abi.DefaultMaxRecords
+	}
+	if cfg.MaxInputBytes <= 0 {
+		cfg.MaxInputBytes = abi.DefaultMaxInputBytes
+	}
+	e, err := sandbox.New(cfg.Config)
+	if err != nil {
+		return nil, fmt.Errorf("start plugin host: %w", err)
+	}
+	cfg.Config = e.Config()
+	return &Host{Engine: e, cfg: cfg, clock: cfg.Now}, nil
+}
+
+// HostConfig returns the configuration with defaults filled in.
+func (h *Host) HostConfig() Config { return h.cfg }
+
+// CallOptions configure one use of a plugin (a topic binding).
+type CallOptions struct {
+	// Topic is the topic name handed to the plugin.
+	Topic string
+	// Stage is the transform stage: StageProduce (the default),
+	// StageFetch or StageFederate. Other kinds ignore it.
+	Stage abi.Stage
+	// Timeout overrides the stage's default deadline per call.
+	Timeout time.Duration
+	// MemoryLimitBytes overrides the memory cap per instance.
+	MemoryLimitBytes uint64
+	// Trusted runs without termination checks (no deadline enforcement).
+	Trusted bool
+	// Routes is the number of routes configured for a transform (0-8).
+	Routes int
+	// MaxRecordBytes bounds each record a transform emits (the topic's
+	// max.message.bytes); 0 means no bound beyond the output cap.
+	MaxRecordBytes int
+}
+
+func (h *Host) bind(ctx context.Context, d Digest, kind abi.Kind, config []byte, o CallOptions, stage abi.Stage) (*sandbox.Pool, time.Duration, error) {
+	if o.Routes < 0 || o.Routes > abi.MaxRoutes {
+		return nil, 0, fmt.Errorf("bind plugin %s: %d routes, at most %d", d.Short(), o.Routes, abi.MaxRoutes)
+	}
+	p, err := h.Engine.Pool(ctx, d, kind, config, sandbox.PoolOptions{Trusted: o.Trusted, MemoryLimitBytes: o.MemoryLimitBytes})
+	if err != nil {
+		return nil, 0, err
+	}
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = h.cfg.Timeouts.For(stage)
+	}
+	return p, timeout, nil
+}
+
+// decoded is a batch's records, decoded once; slices alias the batch or
+// its decompressed records.
+type decoded struct {
+	b    record.Batch
+	recs []decRec
+	hdrs []kmsg.Header
+}
+
+type decRec struct {
+	offsetDelta  int32
+	attrs        int8
+	ts           int64
+	key, value   []byte
+	hdrLo, hdrHi int
+}
+
+func (h *Host) decode(batch []byte) (*decoded, error) {
+	b, err := checkBatch(batch)
+	if err != nil {
+		return nil, err
+	}
+	d, _ := h.decs.Get().(*decoded)
+	if d == nil {
+		d = &decoded{}
+	}
+	d.b, d.recs, d.hdrs = b, d.recs[:0], d.hdrs[:0]
+	err = b.EachRecord(h.cfg.MaxUncompressed, func(r *record.Record) error {
+		lo := len(d.hdrs)
+		d.hdrs = append(d.hdrs, r.Headers...)
+		d.recs = append(d.recs, decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, ts: r.Timestamp, key: r.Key, value: r.Value, hdrLo: lo, hdrHi: len(d.hdrs)})
+		return nil
+	})
+	if err != nil {
+		h.release(d)
+		return nil, fmt.Errorf("%w: %w", ErrBatch, err)
+	}
+	return d, nil
+}
+
+func (h *Host) release(d *decoded) {
+	clear(d.recs)
+	clear(d.hdrs)
+	d.b = nil
+	h.decs.Put(d)
+}
+
+var empty = []byte{}
+
+func strBytes(s string) []byte {
+	if len(s) == 0 {
+		return empty
+	}
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
+// chunks feeds the records of d to fn in RBV1 encoders of at most
+// MaxBatchRecords records and about MaxInputBytes bytes; first is the
+// index of the chunk's first record.
+func (h *Host) chunks(d *decoded, hdr abi.Header, attrs func(i int) uint32, fn func(enc *abi.Encoder, first int) error) error {
+	enc, _ := h.encs.Get().(*abi.Encoder)
+	if enc == nil {
+		enc = &abi.Encoder{}
+	}
+	defer h.encs.Put(enc)
+	var kvs []abi.KV
+	first := 0
+	for _, r := range d.recs {
+		if r.hdrHi > r.hdrLo {
+			hdr.Flags |= abi.FlagHeaders
+			break
+		}
+	}
+	enc.Reset(hdr)
+	for i := range d.recs {
+		r := &d.recs[i]
+		kvs = kvs[:0]
+		size := abi.RecordSize + len(r.key) + len(r.value)
+		for _, kh := range d.hdrs[r.hdrLo:r.hdrHi] {
+			kvs = append(kvs, abi.KV{Key: strBytes(kh.Key), Value: kh.Value})
+			size += abi.HeaderEntrySize + len(kh.Key) + len(kh.Value)
+		}
+		if enc.Len() > 0 && (enc.Len() >= h.cfg.MaxBatchRecords || enc.Size()+size > h.cfg.MaxInputBytes) {
+			if err := fn(enc, first); err != nil {
+				return err
+			}
+			enc.Reset(hdr)
+			first = i
+		}
+		a := uint32(uint8(r.attrs))
+		if r.value == nil {
+			a |= abi.AttrTombstone
+		}
+		if attrs != nil {
+			a |= attrs(i)
+		}
+		enc.Add(abi.Entry{OffsetDelta: uint32(r.offsetDelta), Attrs: a, Timestamp: r.ts, Key: r.key, Value: r.value, Headers: kvs, SourceIndex: uint32(i - first)})
+	}
+	if enc.Len() > 0 || len(d.recs) == 0 {
+		return fn(enc, first)
+	}
+	return nil
+}
+
+func (h *Host) header(stage abi.Stage, topic string, partition, count int32, b record.Batch, assigned bool) abi.Header {
+	hdr := abi.Header{Stage: stage, Topic: strBytes(topic), Partition: abi.Unassigned, PartitionCount: uint32(max(count, 0)), BaseOffset: -1, NowMs: h.clock().UnixMilli()}
+	if partition >= 0 {
+		hdr.Partition = uint32(partition)
+	}
+	if assigned {
+		hdr.Flags |= abi.FlagOffsetsAssigned
+		hdr.BaseOffset = b.BaseOffset()
+	}
+	return hdr
+}
+
+// checkBatch checks the fixed part of a RecordBatch v2.
+func checkBatch(batch []byte) (record.Batch, error) {
+	if len(batch) < record.HeaderSize {
+		return nil, fmt.Errorf("%w: %d bytes, shorter than a batch header", ErrBatch, len(batch))
+	}
+	b := record.Batch(batch)
+	if b.Magic() != 2 || b.Size() != len(batch) {
+		return nil, fmt.Errorf("%w: magic %d, declared size %d of %d bytes", ErrBatch, b.Magic(), b.Size(), len(batch))
+	}
+	return b, nil
+}
+
+// stream decodes batch and feeds its records straight into RBV1 chunks
+// (see chunks), for the kinds that need nothing of the records afterwards.
+func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs func(i int) uint32, fn func(enc *abi.Encoder, first int) error) (int, error) {
+	b, err := checkBatch(batch)
+	if err != nil {
+		return 0, err
+	}
+	enc, _ := h.encs.Get().(*abi.Encoder)
+	if enc == nil {
+		enc = &abi.Encoder{}
+	}
+	defer h.encs.Put(enc)
+	var kvs []abi.KV
+	first, i := 0, 0
+	enc.Reset(hdr(b))
+	err = b.EachRecord(h.cfg.MaxUncompressed, func(r *record.Record) error {
+		kvs = kvs[:0]
+		size := abi.RecordSize + len(r.Key) + len(r.Value)
+		for _, kh := range r.Headers {
+			kvs = append(kvs, abi.KV{Key: strBytes(kh.Key), Value: kh.Value})
+			size += abi.HeaderEntrySize + len(kh.Key) + len(kh.Value)
+		}
+		if enc.Len() > 0 && (enc.Len() >= h.cfg.MaxBatchRecords || enc.Size()+size > h.cfg.MaxInputBytes) {
+			if err := fn(enc, first); err != nil {
+				return err
+			}
+			enc.Reset(enc.Header())
+			first = i
+		}
+		a := uint32(uint8(r.Attributes))
+		if r.Value == nil {
+			a |= abi.AttrTombstone
+		}
+		if attrs != nil {
+			a |= attrs(i)
+		}
+		if len(kvs) > 0 {
+			h := enc.Header()
+			if h.Flags&abi.FlagHeaders == 0 {
+				h.Flags |= abi.FlagHeaders
+				enc.SetHeader(h)
+			}
+		}
+		enc.Add(abi.Entry{OffsetDelta: uint32(r.OffsetDelta), Attrs: a, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value, Headers: kvs, SourceIndex: uint32(i - first)})
+		i++
+		return nil
+	})
+	if err != nil {
+		var ce *sandbox.CallError
+		if errors.As(err, &ce) {
+			return 0, err
+		}
+		if errors.Is(err, record.ErrInvalid) || errors.Is(err, record.ErrCorrupt) {
+			return 0, fmt.Errorf("%w: %w", ErrBatch, err)
+		}
+		return 0, err
+	}
+	if enc.Len() > 0 || i == 0 {
+		if err := fn(enc, first); err != nil {
+			return 0, err
+		}
+	}
+	return i, nil
+}
+
+// BuiltinPartition is the partitioner PartitionDefault selects: Kafka's
+// murmur2 of the key. ok is false for a null key, which Kafka places by
+// its sticky (or round-robin) rule, the caller's choice.
+func BuiltinPartition(key []byte, n int32) (p int32, ok bool) {
+	if key == nil || n <= 0 {
+		return 0, false
+	}
+	return abi.KafkaPartition(key, n), true
+}
+
+// Partitioner runs a partitioner plugin for one use.
+type Partitioner struct {
+	h       *Host
+	pool    *sandbox.Pool
+	o       CallOptions
+	timeout time.Duration
+}
+
+// Partitioner binds the partitioner of module d with config (handed to
+// eddy_init; a refusal fails here with ErrConfig).
+func (h *Host) Partitioner(ctx context.Context, d Digest, config []byte, o CallOptions) (*Partitioner, error) {
+	pool, timeout, err := h.bind(ctx, d, abi.KindPartitioner, config, o, abi.StagePartition)
+	if err != nil {
+		return nil, err
+	}
+	return &Partitioner{h: h, pool: pool, o: o, timeout: timeout}, nil
+}
+
+// Status returns the state of this use's pool.
+func (p *Partitioner) Status() PoolStatus { return p.pool.Status() }
+
+// Partition returns a partition for each record of batch (a RecordBatch
+// v2, possibly compressed): 0..numPartitions-1, PartitionDefault (-1: the
+// caller applies BuiltinPartition) or PartitionReject (-2).
+func (p *Partitioner) Partition(ctx context.Context, batch []byte, numPartitions int32) ([]int32, error) {
+	if numPartitions <= 0 {
+		return nil, fmt.Errorf("partition: %d partitions", numPartitions)
+	}
+	var out, buf []int32
+	hdr := func(b record.Batch) abi.Header {
+		out = make([]int32, 0, max(b.RecordCount(), 0))
+		return p.h.header(abi.StagePartition, p.o.Topic, -1, numPartitions, b, false)
+	}
+	_, err := p.h.stream(batch, hdr, nil, func(enc *abi.Encoder, _ int) error {
+		var err error
+		buf, err = p.pool.Partition(ctx, p.timeout, enc, buf)
+		out = append(out, buf...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Values of a Partition result besides 0..N-1.
+const (
+	PartitionDefault int32 = -1
+	PartitionReject  int32 = -2
+)

@@ -1,0 +1,250 @@
+package host
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/plugins/abi"
+	"github.com/eddybroker/eddy/plugins/host/sandbox"
+)
+
+// Transformer runs a filter/transform plugin for one use (a topic and a
+// stage).
+type Transformer struct {
+	h       *Host
+	pool    *sandbox.Pool
+	o       CallOptions
+	timeout time.Duration
+}
+
+// Transformer binds the transform of module d with config.
+func (h *Host) Transformer(ctx context.Context, d Digest, config []byte, o CallOptions) (*Transformer, error) {
+	if o.Stage == abi.StagePartition {
+		o.Stage = abi.StageProduce
+	}
+	if o.Stage != abi.StageProduce && o.Stage != abi.StageFetch && o.Stage != abi.StageFederate {
+		return nil, fmt.Errorf("bind transform %s: stage %v is not produce, fetch or federate", d.Short(), o.Stage)
+	}
+	pool, timeout, err := h.bind(ctx, d, abi.KindTransform, config, o, o.Stage)
+	if err != nil {
+		return nil, err
+	}
+	return &Transformer{h: h, pool: pool, o: o, timeout: timeout}, nil
+}
+
+// Status returns the state of this use's pool.
+func (t *Transformer) Status() PoolStatus { return t.pool.Status() }
+
+// Result is a transform's outcome for one batch.
+//
+// The re-encoding rule: when every record is kept unchanged and nothing
+// else is emitted, Out is the input batch itself (Changed false, no copy).
+// Otherwise Out is a new RecordBatch v2 holding, in input order, each kept
+// record and the records emitted for the default route, with offset deltas
+// renumbered 0..n-1, timestamps kept (as deltas from the input's base
+// timestamp), and the input's base offset, leader epoch, attributes,
+// compression codec, producer id/epoch and base sequence. Out is nil when
+// no record remains. Routes[k-1] holds, built the same way but without
+// producer identity (producer id -1), what was emitted for route k.
+type Result struct {
+	Changed  bool
+	Out      []byte
+	Routes   [][]byte
+	Kept     int // input records kept unchanged
+	Dropped  int // input records dropped
+	Replaced int // input records replaced
+	Emitted  int // records the plugin wrote (all routes)
+	// Rejected lists the input records the plugin rejected; when it is
+	// not empty the batch must be refused (INVALID_RECORD) and Out and
+	// Routes are nil.
+	Rejected []int
+	// Message is what the plugin passed to set_error with a successful
+	// call, typically the reason for a rejection.
+	Message string
+}
+
+// Transform runs the transform over batch, whose partition is not yet
+// assigned (produce).
+func (t *Transformer) Transform(ctx context.Context, batch []byte) (Result, error) {
+	return t.TransformPartition(ctx, batch, -1)
+}
+
+// TransformPartition runs the transform over batch, a batch of partition
+// (fetch and federation know it; -1 when not assigned).
+func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, partition int32) (Result, error) {
+	d, err := t.h.decode(batch)
+	if err != nil {
+		return Result{}, err
+	}
+	defer t.h.release(d)
+	hdr := t.h.header(t.o.Stage, t.o.Topic, partition, 0, d.b, t.o.Stage != abi.StageProduce)
+	// Decisions and outputs are collected first (outputs copied out of
+	// guest memory); the batch is rebuilt only if something changed.
+	decs := make([]byte, 0, len(d.recs))
+	var outs []abi.View
+	var outFirst []int
+	var res Result
+	changed := false
+	lim := sandbox.OutputLimits{Routes: t.o.Routes, MaxRecordBytes: t.o.MaxRecordBytes}
+	err = t.h.chunks(d, hdr, nil, func(enc *abi.Encoder, first int) error {
+		return t.pool.Transform(ctx, t.timeout, enc, lim, func(out sandbox.TransformOutput) error {
+			if out.Message != "" {
+				res.Message = out.Message
+			}
+			for i, dec := range out.Decisions {
+				switch abi.Decision(dec) {
+				case abi.Keep:
+					res.Kept++
+				case abi.Drop:
+					res.Dropped++
+					changed = true
+				case abi.Replaced:
+					res.Replaced++
+					changed = true
+				case abi.Reject:
+					res.Rejected = append(res.Rejected, first+i)
+				}
+			}
+			decs = append(decs, out.Decisions...)
+			if out.HasOutput && out.Output.Len() > 0 {
+				v, err := abi.Open(append([]byte(nil), out.Output.Bytes()...))
+				if err != nil {
+					return err
+				}
+				outs, outFirst = append(outs, v), append(outFirst, first)
+				res.Emitted += v.Len()
+				changed = true
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	if len(res.Rejected) > 0 {
+		return res, nil
+	}
+	if !changed {
+		res.Out = batch
+		return res, nil
+	}
+	res.Changed = true
+	b := newBuilder(d.b, t.o.Routes)
+	k, j := 0, 0 // the output view and record next in line
+	for i := range d.recs {
+		if abi.Decision(decs[i]) == abi.Keep {
+			in := &d.recs[i]
+			b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
+		}
+		for k < len(outs) {
+			if j == outs[k].Len() {
+				k, j = k+1, 0
+				continue
+			}
+			r := outs[k].Record(j)
+			if outFirst[k]+int(r.SourceIndex()) != i {
+				break
+			}
+			b.addOutput(r)
+			j++
+		}
+	}
+	if res.Out, err = b.build(0); err != nil {
+		return Result{}, err
+	}
+	if t.o.Routes > 0 {
+		res.Routes = make([][]byte, t.o.Routes)
+		for k := 1; k <= t.o.Routes; k++ {
+			if res.Routes[k-1], err = b.build(k); err != nil {
+				return Result{}, err
+			}
+		}
+	}
+	return res, nil
+}
+
+// builder accumulates encoded Kafka records per route.
+type builder struct {
+	in      record.Batch
+	routes  []routeBuf
+	scratch []byte
+	hdrs    []kmsg.Header
+}
+
+type routeBuf struct {
+	raw   []byte
+	count int32
+	maxTS int64
+}
+
+func newBuilder(in record.Batch, routes int) *builder {
+	b := &builder{in: in, routes: make([]routeBuf, routes+1)}
+	for i := range b.routes {
+		b.routes[i].maxTS = math.MinInt64
+	}
+	return b
+}
+
+func (b *builder) addOriginal(r *decRec, hdrs []kmsg.Header) {
+	b.append(0, r.ts, r.key, r.value, hdrs)
+}
+
+func (b *builder) addOutput(r abi.RecordView) {
+	b.hdrs = b.hdrs[:0]
+	for j := range r.HeaderCount() {
+		k, v := r.Header(j)
+		b.hdrs = append(b.hdrs, kmsg.Header{Key: string(k), Value: v})
+	}
+	b.append(int(r.Route()), r.Timestamp(), r.Key(), r.Value(), b.hdrs)
+}
+
+// append encodes one record (copying its bytes) into route k's records.
+func (b *builder) append(k int, ts int64, key, value []byte, hdrs []kmsg.Header) {
+	rb := &b.routes[k]
+	kr := kmsg.Record{TimestampDelta64: ts - b.in.BaseTimestamp(), OffsetDelta: rb.count, Key: key, Value: value, Headers: hdrs}
+	// With Length 0 the length prefix is one byte; the rest is the body.
+	b.scratch = kr.AppendTo(b.scratch[:0])
+	body := b.scratch[1:]
+	rb.raw = binary.AppendVarint(rb.raw, int64(len(body)))
+	rb.raw = append(rb.raw, body...)
+	rb.count++
+	rb.maxTS = max(rb.maxTS, ts)
+}
+
+// build wraps route k's records in a RecordBatch v2; nil when empty.
+func (b *builder) build(k int) ([]byte, error) {
+	rb := &b.routes[k]
+	if rb.count == 0 {
+		return nil, nil
+	}
+	opts := record.BatchOptions{
+		BaseOffset:    b.in.BaseOffset(),
+		LeaderEpoch:   b.in.LeaderEpoch(),
+		Codec:         b.in.Codec(),
+		Attributes:    b.in.Attributes(),
+		BaseTimestamp: b.in.BaseTimestamp(),
+		ProducerID:    b.in.ProducerID(),
+		ProducerEpoch: b.in.ProducerEpoch(),
+		BaseSequence:  b.in.BaseSequence(),
+	}
+	if k > 0 {
+		opts.BaseOffset, opts.LeaderEpoch = 0, -1
+		opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence = -1, -1, -1
+		opts.Attributes &^= record.AttrTransactional
+	}
+	maxTS := rb.maxTS
+	if opts.Attributes&record.AttrLogAppendTime != 0 {
+		maxTS = b.in.MaxTimestamp()
+	}
+	out, err := record.BuildRaw(opts, rb.raw, rb.count, rb.count-1, maxTS)
+	if err != nil {
+		return nil, fmt.Errorf("build transformed batch (route %d): %w", k, err)
+	}
+	return out, nil
+}
