@@ -7,7 +7,7 @@ PKGS     := ./...
 BENCH    ?= .
 BENCHTIME ?= 1s
 
-.PHONY: all build run test bench lint fmt clean
+.PHONY: all build run test bench compare lint fmt clean
 
 all: build
 
@@ -30,6 +30,16 @@ bench:
 
 # make install / make uninstall (DESTDIR, PREFIX): systemd/install.mk.
 include systemd/install.mk
+
+# Eddy against NATS JetStream, the disk and the transports, with scale
+# curves: writes docs/bench/compare.md and docs/bench/*.png (about 15
+# minutes on 2 cores; not part of test). bench/ is a module of its own, so
+# its dependencies stay out of go.mod; -mod=mod lets its go.sum follow the
+# root module's. A short run of every part:
+#   make compare COMPARE_FLAGS=-quick
+COMPARE_FLAGS ?=
+compare:
+	cd bench && $(GO) run -mod=mod ./compare $(COMPARE_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -1,0 +1,352 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// peerPhase compares Eddy with JetStream: every record size and producer
+// count, at equal durability (Eddy's group commit with acks=all, JetStream
+// with sync_interval: always) and relaxed (Eddy's flush.mode = "os",
+// JetStream's defaults). Four servers run side by side and take turns.
+func (h *harness) peerPhase() error {
+	ed, err := h.newEddy("peer-eddy-durable", "group")
+	if err != nil {
+		return err
+	}
+	defer h.retire(ed)
+	er, err := h.newEddy("peer-eddy-relaxed", "os")
+	if err != nil {
+		return err
+	}
+	defer h.retire(er)
+	nd, err := h.startNATS("peer-nats-durable", true)
+	if err != nil {
+		return err
+	}
+	defer nd.stop()
+	nr, err := h.startNATS("peer-nats-relaxed", false)
+	if err != nil {
+		return err
+	}
+	defer nr.stop()
+	for _, size := range h.o.peerSizes {
+		for _, p := range h.o.peerProducers {
+			eddy := func(s *eddyServer) func() (measure, error) {
+				return func() (measure, error) { return h.eddyProduce(s, "tcp", size, p, 1, "--acks", "all") }
+			}
+			js := func(s *natsServer) func() (measure, error) {
+				return func() (measure, error) { return natsProduce(s.url, size, p, h.o.duration, h.o.inflight) }
+			}
+			res := h.alternate(fmt.Sprintf("%s, %s", sizeName(size), plural(p, "producer")), []contender{
+				{"Eddy durable", eddy(ed)}, {"JetStream durable", js(nd)},
+				{"Eddy relaxed", eddy(er)}, {"JetStream relaxed", js(nr)},
+			})
+			h.rep.peers = append(h.rep.peers, peerRow{
+				Size: size, Producers: p,
+				EddyDurable: res["Eddy durable"], NATSDurable: res["JetStream durable"],
+				EddyRelaxed: res["Eddy relaxed"], NATSRelaxed: res["JetStream relaxed"],
+			})
+		}
+	}
+	return nil
+}
+
+// retire stops a node and removes its data.
+func (h *harness) retire(s *eddyServer) {
+	if err := s.stop(); err != nil {
+		h.rep.note("stop eddy: %v", err)
+	}
+	os.RemoveAll(filepath.Dir(s.dir))
+}
+
+// ceilingPhase measures each ceiling in turn with the Eddy figure it
+// bounds: the disk with durable 1 KiB produce, raw QUIC with produce over
+// QUIC, TCP+TLS with produce over TCP (both relaxed, so that the
+// transport and not the disk is the limit, with one producer: one
+// connection, like the ceiling's one stream).
+func (h *harness) ceilingPhase() error {
+	id, err := h.ceilingIdentity()
+	if err != nil {
+		return err
+	}
+	ed, err := h.newEddy("ceiling-eddy-durable", "group")
+	if err != nil {
+		return err
+	}
+	defer h.retire(ed)
+	er, err := h.newEddy("ceiling-eddy-relaxed", "os")
+	if err != nil {
+		return err
+	}
+	defer h.retire(er)
+	d := h.o.duration
+	cp := h.o.curveProducers
+	rows := []struct {
+		short, ceiling, eddy string
+		cfn, efn             func() (measure, error)
+	}{
+		{"disk", "disk: 1 MiB write + fdatasync", fmt.Sprintf("Eddy durable, 1 KiB, %s", plural(cp, "producer")),
+			func() (measure, error) { return diskCeiling(filepath.Dir(ed.dir), d) },
+			func() (measure, error) { return h.eddyProduce(ed, "tcp", 1024, cp, 1) }},
+		{"QUIC", "raw quic-go, one stream", "Eddy over QUIC, relaxed, 1 KiB, 1 producer",
+			func() (measure, error) { return quicCeiling(id, d) },
+			func() (measure, error) { return h.eddyProduce(er, "quic", 1024, 1, 1) }},
+		{"TCP+TLS", "TCP + TLS 1.3, one connection", "Eddy over TCP, relaxed, 1 KiB, 1 producer",
+			func() (measure, error) { return tlsCeiling(id, d) },
+			func() (measure, error) { return h.eddyProduce(er, "tcp", 1024, 1, 1) }},
+	}
+	for _, r := range rows {
+		res := h.alternate(r.ceiling, []contender{{r.ceiling, r.cfn}, {r.eddy, r.efn}})
+		h.rep.ceilings = append(h.rep.ceilings, ceilRow{Short: r.short, Ceiling: r.ceiling, Eddy: r.eddy, CeilingRuns: res[r.ceiling], EddyRuns: res[r.eddy]})
+	}
+	return nil
+}
+
+// latencyPhase finds the maximum durable produce rate of one producer of
+// 1 KiB records, then measures produce and end-to-end latency open-loop
+// at half of it.
+func (h *harness) latencyPhase() error {
+	s, err := h.newEddy("latency", "group")
+	if err != nil {
+		return err
+	}
+	defer h.retire(s)
+	maxRuns := h.alternate("closed loop", []contender{{"max", func() (measure, error) { return h.eddyProduce(s, "tcp", 1024, 1, 1) }}})["max"]
+	if len(maxRuns) == 0 {
+		return errors.New("no closed-loop run succeeded")
+	}
+	lr := &latencyResult{Max: maxRuns}
+	lr.Rate = statOf(maxRuns, func(m measure) float64 { return m.RecPerS }).Med / 2
+	rate := strconv.FormatFloat(lr.Rate, 'f', 0, 64)
+	open := func(mode string) func() (measure, error) {
+		return func() (measure, error) {
+			topic := h.nextTopic("latency")
+			res, err := h.eddyBench(s, "tcp", mode, "--topic", topic, "--rate", rate, "--duration", h.o.duration.String(),
+				"--record-size", "1024", "--max-buffered-records", strconv.Itoa(h.o.inflight))
+			if derr := h.deleteTopic(s, topic); err == nil {
+				err = derr
+			}
+			if err != nil {
+				return measure{}, err
+			}
+			if mode == "e2e" {
+				return res.Consume.measure(), nil
+			}
+			return res.Produce.measure(), nil
+		}
+	}
+	res := h.alternate("at half the maximum rate", []contender{{"produce", open("produce")}, {"e2e", open("e2e")}})
+	lr.Produce, lr.E2E = res["produce"], res["e2e"]
+	h.rep.latency = lr
+	return nil
+}
+
+// partitionsPhase measures, for each partition count on a fresh node, the
+// time to create the topic and write a record to each partition, the
+// node's memory when idle, and 1 KiB
+// produce throughput with keys spread over every partition, with the
+// memory peak under that load.
+func (h *harness) partitionsPhase() error {
+	for _, n := range h.o.partitions {
+		pt := partPoint{Partitions: n}
+		if err := h.partitionsPoint(&pt); err != nil {
+			pt.Err = err.Error()
+			h.rep.note("%s: %v", plural(n, "partition"), err)
+			log.Printf("%s: %v", plural(n, "partition"), err)
+		}
+		h.rep.parts = append(h.rep.parts, pt)
+	}
+	return nil
+}
+
+func (h *harness) partitionsPoint(pt *partPoint) error {
+	n := pt.Partitions
+	s, err := h.newEddy(fmt.Sprintf("partitions-%d", n), "group")
+	if err != nil {
+		return err
+	}
+	defer h.retire(s)
+	// Create the topic and write one record to each partition, so that
+	// every partition is open before the node is called idle.
+	begin := time.Now()
+	if _, err := h.eddyBench(s, "tcp", "produce", "--topic", "partitions", "--partitions", strconv.Itoa(n),
+		"--records", strconv.Itoa(n), "--partitioner", "round-robin", "--record-size", "100", "--timeout", "5m"); err != nil {
+		return fmt.Errorf("create a topic of %s and write to each: %w", plural(n, "partition"), err)
+	}
+	pt.CreateSec = time.Since(begin).Seconds()
+	// Let start-up and creation garbage be collected before reading the
+	// idle size.
+	time.Sleep(2 * time.Second)
+	if pt.IdleRSS, err = s.rss(); err != nil {
+		return err
+	}
+	log.Printf("%s: created and written in %.2fs, idle RSS %.1f MiB", plural(n, "partition"), pt.CreateSec, float64(pt.IdleRSS)/(1<<20))
+	keys := strconv.Itoa(max(100*n, 1000))
+	pt.Runs = h.alternate(plural(n, "partition"), []contender{{"produce", func() (measure, error) {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(100 * time.Millisecond)
+			defer t.Stop()
+			for {
+				if rss, err := s.rss(); err == nil && rss > pt.LoadRSS {
+					pt.LoadRSS = rss
+				}
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+				}
+			}
+		}()
+		res, err := h.eddyBench(s, "tcp", "produce", "--topic", "partitions", "--partitions", strconv.Itoa(n), "--keys", keys,
+			"--duration", h.o.duration.String(), "--record-size", "1024", "--producers", strconv.Itoa(h.o.curveProducers),
+			"--max-buffered-records", strconv.Itoa(h.o.inflight))
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			return measure{}, err
+		}
+		return res.Produce.measure(), nil
+	}}})["produce"]
+	return nil
+}
+
+// curvesPhase measures durable produce throughput against the record size
+// and against the number of producers, on one node; the points of a curve
+// take turns.
+func (h *harness) curvesPhase() error {
+	s, err := h.newEddy("curves", "group")
+	if err != nil {
+		return err
+	}
+	defer h.retire(s)
+	curve := func(name string, xs []int, fn func(x int) (measure, error)) []curvePoint {
+		var cs []contender
+		for _, x := range xs {
+			cs = append(cs, contender{strconv.Itoa(x), func() (measure, error) { return fn(x) }})
+		}
+		res := h.alternate(name, cs)
+		var pts []curvePoint
+		for _, x := range xs {
+			pts = append(pts, curvePoint{X: x, Runs: res[strconv.Itoa(x)]})
+		}
+		return pts
+	}
+	if len(h.o.sizes) > 0 {
+		h.rep.sizes = curve("record size", h.o.sizes, func(size int) (measure, error) {
+			return h.eddyProduce(s, "tcp", size, h.o.curveProducers, h.o.curvePartition)
+		})
+	}
+	if len(h.o.producers) > 0 {
+		h.rep.producers = curve("producers", h.o.producers, func(p int) (measure, error) {
+			return h.eddyProduce(s, "tcp", 1024, p, h.o.curvePartition)
+		})
+	}
+	return nil
+}
+
+// startupPhase fills a node with each data size, then times start-up
+// after a clean shutdown and recovery after kill -9 (following a short
+// burst of produce), from exec to the ready log line. The page cache is
+// left as it is (warm).
+func (h *harness) startupPhase() error {
+	for _, size := range h.o.dataSizes {
+		sp := startPoint{Bytes: size}
+		if err := h.startupPoint(&sp); err != nil {
+			sp.Err = err.Error()
+			h.rep.note("start-up with %s: %v", bytesName(size), err)
+			log.Printf("start-up with %s: %v", bytesName(size), err)
+		}
+		h.rep.startup = append(h.rep.startup, sp)
+	}
+	return nil
+}
+
+func (h *harness) startupPoint(sp *startPoint) error {
+	const recordSize = 64 << 10
+	s, err := h.newEddy("startup-"+bytesName(sp.Bytes), "os")
+	if err != nil {
+		return err
+	}
+	dataDir, conf := s.dir, s.conf
+	defer func() {
+		if s != nil {
+			s.kill()
+		}
+		os.RemoveAll(filepath.Dir(dataDir))
+	}()
+	records := max(sp.Bytes/recordSize, 16)
+	fill := []string{"--topic", "fill", "--partitions", "8", "--record-size", strconv.Itoa(recordSize), "--acks", "1",
+		"--max-buffered-records", "512", "--timeout", "2m"}
+	log.Printf("filling a node with %s", bytesName(sp.Bytes))
+	res, err := h.eddyBench(s, "tcp", "produce", append(fill, "--records", strconv.FormatInt(records, 10), "--producers", "2")...)
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	sp.FillMBps = res.Produce.MBPerS
+	if err := s.stop(); err != nil {
+		return err
+	}
+	s = nil
+	for r := 0; r < h.o.runs; r++ {
+		if s, err = h.startEddy(dataDir, conf); err != nil {
+			return fmt.Errorf("start after a clean shutdown: %w", err)
+		}
+		sp.Startup = append(sp.Startup, s.readyIn.Seconds())
+		log.Printf("%s: ready %.3fs after a clean shutdown", bytesName(sp.Bytes), s.readyIn.Seconds())
+		if err := s.stop(); err != nil {
+			return err
+		}
+		s = nil
+	}
+	if s, err = h.startEddy(dataDir, conf); err != nil {
+		return err
+	}
+	burst := min(h.o.duration, time.Second).String()
+	for r := 0; r < h.o.runs; r++ {
+		if _, err := h.eddyBench(s, "tcp", "produce", append(fill, "--duration", burst)...); err != nil {
+			return fmt.Errorf("produce before kill -9: %w", err)
+		}
+		s.kill()
+		if s, err = h.startEddy(dataDir, conf); err != nil {
+			return fmt.Errorf("start after kill -9: %w", err)
+		}
+		sp.Recovery = append(sp.Recovery, s.readyIn.Seconds())
+		log.Printf("%s: ready %.3fs after kill -9", bytesName(sp.Bytes), s.readyIn.Seconds())
+	}
+	return nil
+}
+
+// sizeName prints a record size: 100 B, 1 KiB, 64 KiB.
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// bytesName prints a data size without spaces: 64MiB, 10GiB.
+func bytesName(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.name)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
+}
