@@ -5,7 +5,11 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 )
 
@@ -34,6 +38,26 @@ type Source interface {
 	Metrics() http.Handler
 }
 
+// PluginSource is implemented by a node that runs plugins: the registry
+// behind /v1/plugins.
+type PluginSource interface {
+	Plugins() any
+	Plugin(ref string) (any, error)
+	AddPlugin(ctx context.Context, name string, wasm []byte) (any, error)
+	RemovePlugin(ctx context.Context, ref string) error
+}
+
+// ErrNotFound marks an unknown plugin (404); other plugin errors are 400
+// (bad module) or 409 (still in use), as the source says with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+)
+
+// maxModuleBody bounds an uploaded module (the host refuses more than
+// 16 MiB with a clearer message).
+const maxModuleBody = 17 << 20
+
 // Handler returns the admin API's routes.
 func Handler(src Source) http.Handler {
 	mux := http.NewServeMux()
@@ -59,7 +83,69 @@ func Handler(src Source) http.Handler {
 	if m := src.Metrics(); m != nil {
 		mux.Handle("GET /metrics", m)
 	}
+	if ps, ok := src.(PluginSource); ok {
+		pluginRoutes(mux, ps)
+	}
 	return mux
+}
+
+func pluginRoutes(mux *http.ServeMux, ps PluginSource) {
+	mux.HandleFunc("GET /v1/plugins", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, ps.Plugins())
+	})
+	mux.HandleFunc("GET /v1/plugins/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		info, err := ps.Plugin(r.PathValue("ref"))
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, info)
+	})
+	mux.HandleFunc("POST /v1/plugins", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if name == "" {
+			writeError(w, fmt.Errorf("a plugin needs a name: POST /v1/plugins?name=NAME"))
+			return
+		}
+		wasm, err := io.ReadAll(io.LimitReader(r.Body, maxModuleBody+1))
+		if err != nil {
+			writeError(w, fmt.Errorf("read the module: %w", err))
+			return
+		}
+		if len(wasm) > maxModuleBody {
+			writeError(w, fmt.Errorf("module of more than %d bytes refused", maxModuleBody))
+			return
+		}
+		info, err := ps.AddPlugin(r.Context(), name, wasm)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(info)
+	})
+	mux.HandleFunc("DELETE /v1/plugins/{ref}", func(w http.ResponseWriter, r *http.Request) {
+		if err := ps.RemovePlugin(r.Context(), r.PathValue("ref")); err != nil {
+			writeError(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+}
+
+// writeError answers {"error": "..."} with the status the error calls for.
+func writeError(w http.ResponseWriter, err error) {
+	code := http.StatusBadRequest
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -90,18 +90,47 @@ func (b *Broker) produceTo(t *topic, p *partition, r *kmsg.ProduceRequest, raw [
 	if batch.IsTransactional() || r.TransactionID != nil {
 		return fail(codeInvalidTxnState, fmt.Errorf("transactions are not supported by this broker"))
 	}
+	// The produce-stage plugins decide what is stored (nil: the batch as
+	// sent; empty: nothing).
+	var stored []byte
+	if t.plugins != nil && t.cfg.plugins.produce.refs != nil {
+		out, terr := b.runProduceTransforms(t, batch)
+		if terr != nil {
+			return fail(terr.code, terr.err)
+		}
+		switch {
+		case out == nil && batch.ProducerID() < 0:
+			stored = []byte{}
+		case out == nil, &out[0] != &batch[0]:
+			if batch.ProducerID() >= 0 {
+				if out, err = forIdempotence(batch, out); err != nil {
+					return fail(codeStorageError, fmt.Errorf("partition %s: %w", p.tp, err))
+				}
+			}
+			stored = out
+		}
+	}
 	appendTime := int64(-1)
 	if t.cfg.logAppendTime {
 		appendTime = b.cfg.Now().UnixMilli()
 		setLogAppendTime(batch, appendTime)
+		if len(stored) > 0 {
+			setLogAppendTime(stored, appendTime)
+		}
 	}
-	out := p.append(batch)
+	out := p.append(batch, stored)
 	if out.err != nil {
 		return fail(out.code, fmt.Errorf("partition %s: %w", p.tp, out.err))
 	}
 	sp.BaseOffset, sp.LogStartOffset, sp.LogAppendTime = out.base, out.logStart, appendTime
 	if o := b.cfg.Observer; o != nil {
-		o.Produced(t.meta.Name, int64(batch.RecordCount()), int64(len(batch)))
+		kept := record.Batch(batch)
+		if stored != nil {
+			kept = stored
+		}
+		if len(kept) > 0 {
+			o.Produced(t.meta.Name, int64(kept.RecordCount()), int64(len(kept)))
+		}
 	}
 	return out.wait
 }

@@ -61,6 +61,27 @@ var builtinTopicDefaults = map[string]string{
 	"segment.index.bytes":            "10485760",
 	"segment.ms":                     "604800000",
 	"unclean.leader.election.enable": "false",
+
+	// Eddy's plugin bindings: none by default.
+	"plugin.partitioner":                  "",
+	"plugin.partitioner.config":           "",
+	"plugin.partitioner.on.error":         "reject",
+	"plugin.partitioner.timeout.ms":       "50",
+	"plugin.partitioner.memory.max.bytes": "33554432",
+	"plugin.partitioner.trusted":          "false",
+	"plugin.produce.transforms":           "",
+	"plugin.produce.config":               "",
+	"plugin.produce.on.error":             "reject",
+	"plugin.produce.timeout.ms":           "100",
+	"plugin.produce.memory.max.bytes":     "33554432",
+	"plugin.produce.trusted":              "false",
+	"plugin.cleanup":                      "",
+	"plugin.cleanup.config":               "",
+	"plugin.cleanup.timeout.ms":           "5000",
+	"plugin.cleanup.memory.max.bytes":     "33554432",
+	"plugin.cleanup.trusted":              "false",
+	"plugin.cleanup.allow.unshipped":      "false",
+	"plugin.cleanup.dry.run":              "false",
 }
 
 func (b *Broker) describeConfigs(r *kmsg.DescribeConfigsRequest) kmsg.Response {

@@ -22,6 +22,7 @@ import (
 	"github.com/eddybroker/eddy/appliance/metadata"
 	"github.com/eddybroker/eddy/appliance/storage"
 	"github.com/eddybroker/eddy/appliance/storage/partlog"
+	"github.com/eddybroker/eddy/plugins/host"
 	"github.com/eddybroker/eddy/transport/kafkawire"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -64,6 +65,8 @@ type Config struct {
 	// Observer, if set, hears of produced and fetched data and of group
 	// rebalances (metrics).
 	Observer Observer
+	// Plugins runs WebAssembly plugins; nil refuses plugin configs.
+	Plugins *host.Host
 	Now      func() time.Time
 	Logger   *slog.Logger
 }
@@ -99,6 +102,7 @@ type Broker struct {
 	autoCreate atomic.Bool
 	groups     *groupCoordinator
 	reads      chan struct{} // ReadConcurrency tokens; nil: unbounded
+	plugins    pluginRegistry
 	inflight   struct {
 		sync.Mutex
 		next  uint64
@@ -107,9 +111,10 @@ type Broker struct {
 }
 
 type topic struct {
-	meta  metadata.Topic
-	cfg   topicConfig
-	parts []*partition
+	meta    metadata.Topic
+	cfg     topicConfig
+	parts   []*partition
+	plugins *boundPlugins // nil: no plugin stage
 }
 
 var _ kafkawire.Handler = (*Broker)(nil)
@@ -174,6 +179,10 @@ func New(cfg Config, store *storage.Store, meta metadata.Store) (*Broker, error)
 		}
 	}
 	if err := b.startGroups(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := b.startPlugins(); err != nil {
 		b.Close()
 		return nil, err
 	}

@@ -232,7 +232,7 @@ func (gc *groupCoordinator) persist(recs []group.Record) func() error {
 			errs = append(errs, err)
 			continue
 		}
-		outc := t.parts[p].append(batch)
+		outc := t.parts[p].append(batch, nil)
 		if outc.err != nil {
 			errs = append(errs, outc.err)
 			continue

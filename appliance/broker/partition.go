@@ -198,7 +198,7 @@ var errDuplicateNotDurable = errors.New("the original of a retried batch is not 
 // append checks idempotence and appends a validated batch. A retried
 // duplicate is answered with its original offsets once they are durable,
 // and written nothing.
-func (p *partition) append(b record.Batch) appendOutcome {
+func (p *partition) append(b record.Batch, stored []byte) appendOutcome {
 	pid := b.ProducerID()
 	p.appendMu.Lock()
 	defer p.appendMu.Unlock()
@@ -216,7 +216,16 @@ func (p *partition) append(b record.Batch) appendOutcome {
 			return appendOutcome{err: errors.New(v.Reason), code: codeInvalidProducerEpoch}
 		}
 	}
-	res, wait, err := p.log.AppendAsync(b, leaderEpoch)
+	// A produce transform may have changed what is stored; idempotence
+	// follows the batch as the producer sent it.
+	if stored == nil {
+		stored = b
+	} else if len(stored) == 0 {
+		// Every record dropped by a transform: nothing to store.
+		off := p.log.Offsets()
+		return appendOutcome{base: off.LEO, last: off.LEO - 1, logStart: off.LogStart, wait: func() error { return nil }}
+	}
+	res, wait, err := p.log.AppendAsync(stored, leaderEpoch)
 	if err != nil {
 		return appendOutcome{err: err, code: storageErrorCode(err)}
 	}

@@ -19,6 +19,7 @@ type topicConfig struct {
 	logAppendTime   bool
 	cleanupPolicy   string
 	minInsync       int
+	plugins         topicPlugins
 }
 
 // configDef describes one topic config Eddy understands.
@@ -50,15 +51,19 @@ func msDuration(n int64) time.Duration {
 	return time.Duration(n) * time.Millisecond
 }
 
-// topicConfigDefs are the topic configs, by Kafka's names.
-var topicConfigDefs = []configDef{
-	{"cleanup.policy", kmsg.ConfigTypeList, "delete, compact, or both: what happens to old segments", func(v string, c *topicConfig) error {
+// topicConfigDefs are the topic configs: Kafka's, then Eddy's plugin
+// bindings.
+var topicConfigDefs = append(append([]configDef{}, kafkaConfigDefs...), pluginConfigDefs...)
+
+// kafkaConfigDefs are the Kafka topic configs Eddy serves.
+var kafkaConfigDefs = []configDef{
+	{"cleanup.policy", kmsg.ConfigTypeList, "delete, compact, both, or plugin (the plugin.cleanup policy): what happens to old segments", func(v string, c *topicConfig) error {
 		parts := strings.Split(strings.ReplaceAll(v, " ", ""), ",")
 		sort.Strings(parts)
 		switch strings.Join(parts, ",") {
-		case "delete", "compact", "compact,delete":
+		case "delete", "compact", "compact,delete", "plugin":
 		default:
-			return fmt.Errorf("%q: want delete, compact or compact,delete", v)
+			return fmt.Errorf("%q: want delete, compact, compact,delete or plugin", v)
 		}
 		c.cleanupPolicy = strings.Join(parts, ",")
 		return nil
@@ -214,9 +219,17 @@ func buildTopicConfig(name string, base partlog.Config, defaults, overrides map[
 		sort.Strings(errs)
 		return c, fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
-	c.log.Compact = strings.Contains(c.cleanupPolicy, "compact")
-	if c.cleanupPolicy == "compact" {
-		// Compaction alone never deletes segments by age or size.
+	switch {
+	case c.cleanupPolicy == "plugin" && c.plugins.cleanup.refs == nil:
+		return c, fmt.Errorf("cleanup.policy: plugin needs plugin.cleanup to name the policy")
+	case c.cleanupPolicy != "plugin" && c.plugins.cleanup.refs != nil:
+		return c, fmt.Errorf("plugin.cleanup: applies only with cleanup.policy=plugin (it is %s)", c.cleanupPolicy)
+	}
+	// The cleaner runs for compaction and for a cleanup plugin.
+	c.log.Compact = strings.Contains(c.cleanupPolicy, "compact") || c.cleanupPolicy == "plugin"
+	if c.cleanupPolicy == "compact" || c.cleanupPolicy == "plugin" {
+		// Compaction alone, or a cleanup plugin, never deletes segments
+		// by age or size: the plugin sees retention.* and decides.
 		c.log.RetentionMs, c.log.RetentionBytes = -1, -1
 	}
 	c.log.Name = name

@@ -40,13 +40,18 @@ func (b *Broker) createTopic(name string, partitions int32, configs map[string]s
 	if partitions <= 0 || partitions > maxPartitions {
 		return codeInvalidPartitions, fmt.Errorf("partition count %d is outside 1..%d", partitions, maxPartitions)
 	}
-	if _, err := buildTopicConfig(name, b.cfg.LogBase, b.cfg.TopicDefaults, configs); err != nil {
+	tc, err := buildTopicConfig(name, b.cfg.LogBase, b.cfg.TopicDefaults, configs)
+	if err != nil {
 		return codeInvalidConfig, err
 	}
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
 	if _, ok := b.topic(name); ok {
 		return codeTopicExists, fmt.Errorf("topic %s already exists", name)
+	}
+	bp, err := b.bindPlugins(name, tc)
+	if err != nil {
+		return codeInvalidConfig, err
 	}
 	if validateOnly {
 		return codeNone, nil
@@ -62,6 +67,7 @@ func (b *Broker) createTopic(name string, partitions int32, configs map[string]s
 	if err != nil {
 		return codeStorageError, err
 	}
+	t.plugins = bp
 	b.putTopic(t)
 	b.log.Info("created topic", "topic", name, "partitions", partitions)
 	return codeNone, nil
@@ -127,7 +133,7 @@ func (b *Broker) addPartitions(name string, count int32, validateOnly bool) (int
 	if err := b.meta.SetPartitions(name, count); err != nil {
 		return codeStorageError, err
 	}
-	nt := &topic{meta: t.meta, cfg: t.cfg, parts: append([]*partition(nil), t.parts...)}
+	nt := &topic{meta: t.meta, cfg: t.cfg, parts: append([]*partition(nil), t.parts...), plugins: t.plugins}
 	nt.meta.Partitions = count
 	for i := have; i < count; i++ {
 		p, err := b.openPartition(storage.TopicPartition{Topic: name, Partition: i}, t.cfg)
@@ -153,13 +159,24 @@ func (b *Broker) setTopicConfigs(name string, overrides map[string]string, valid
 	if err != nil {
 		return codeInvalidConfig, err
 	}
+	if t.meta.Internal && tc.plugins.any() {
+		return codeInvalidConfig, fmt.Errorf("topic %s is internal: no plugin binds to it", name)
+	}
+	// Bind the new plugins before anything changes: a module that is not
+	// registered or refuses its configuration fails the request. The
+	// produce path picks the new topic up at its next request, so
+	// replacing a transform neither loses nor repeats a batch.
+	bp, err := b.bindPlugins(name, tc)
+	if err != nil {
+		return codeInvalidConfig, err
+	}
 	if validateOnly {
 		return codeNone, nil
 	}
 	if err := b.meta.SetTopicConfigs(name, overrides); err != nil {
 		return codeStorageError, err
 	}
-	nt := &topic{meta: t.meta.Clone(), cfg: tc, parts: t.parts}
+	nt := &topic{meta: t.meta.Clone(), cfg: tc, parts: t.parts, plugins: bp}
 	nt.meta.Configs = overrides
 	for _, p := range nt.parts {
 		cfg := tc.log

@@ -101,6 +101,7 @@ type Config struct {
 	Disk      Disk      `toml:"disk"`
 	Metrics   Metrics   `toml:"metrics"`
 	Profiling Profiling `toml:"profiling"`
+	Plugins   Plugins   `toml:"plugins"`
 	Logging   Logging   `toml:"logging"`
 
 	sources map[string]Source // key -> layer; absent means BuiltIn
@@ -249,6 +250,15 @@ type Profiling struct {
 	BasicAuthUser     string   `toml:"basic_auth_user"`
 	BasicAuthPassword string   `toml:"basic_auth_password"`
 	TenantID          string   `toml:"tenant_id"`
+}
+
+// Plugins is the [plugins] section: the WebAssembly plugin host.
+type Plugins struct {
+	Enabled             bool   `toml:"enabled"`
+	Engine              string `toml:"engine" enum:"compiler|interpreter"`
+	MemoryMaxBytes      Size   `toml:"memory_max_bytes" min:"64KiB" max:"4GiB"`
+	Instances           int    `toml:"instances" min:"0" max:"1024"`
+	MaxCallsPerInstance int    `toml:"max_calls_per_instance" min:"1"`
 }
 
 // Logging is the [logging] section: the node's own logs.

@@ -37,6 +37,9 @@ import (
 	"github.com/eddybroker/eddy/appliance/storage/partlog"
 	"github.com/eddybroker/eddy/appliance/storage/vfs"
 	"github.com/eddybroker/eddy/appliance/telemetry"
+	"github.com/eddybroker/eddy/plugins/abi"
+	"github.com/eddybroker/eddy/plugins/host"
+	"github.com/eddybroker/eddy/plugins/host/sandbox"
 	"github.com/eddybroker/eddy/transport/kafkawire"
 	"github.com/eddybroker/eddy/transport/quic"
 	"github.com/eddybroker/eddy/transport/tlsid"
@@ -79,6 +82,7 @@ type Node struct {
 	adminLn   net.Listener
 
 	cleaner    *cleaner.Cleaner
+	plugins    *host.Host
 	metrics    *telemetry.Metrics
 	guard      *disk.Guard
 	stopProf   func()
@@ -193,6 +197,15 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	n.notReady.Store("opening partitions")
 	bc := brokerConfig(cfg, listeners, n.log)
 	bc.ProduceGuard, bc.Observer = n.guard.Err, n.metrics
+	if cfg.Plugins.Enabled {
+		if n.plugins, err = n.startPluginHost(cfg); err != nil {
+			if udp != nil {
+				udp.Close()
+			}
+			return err
+		}
+		bc.Plugins = n.plugins
+	}
 	n.brk, err = broker.New(bc, st, n.meta)
 	if err != nil {
 		if udp != nil {
@@ -232,7 +245,7 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	go n.watchDisk()
 	n.cleaner = cleaner.New(cleaner.Config{
 		Interval: cfg.Log.CleanerInterval.D(), MaxMapBytes: cfg.Log.CleanerDedupeBuffer.Int64(),
-		IOBytesPerSecond: cfg.Log.CleanerIOMaxBytes.Int64(), Logger: n.log,
+		IOBytesPerSecond: cfg.Log.CleanerIOMaxBytes.Int64(), Logger: n.log, Policy: n.brk.CleanupPolicy,
 	}, func() []*partlog.Log {
 		var out []*partlog.Log
 		for _, l := range st.Logs() {
@@ -388,6 +401,34 @@ func (n *Node) AdminAddr() string { return addrOf(n.adminLn) }
 // Identity returns the node's TLS identity.
 func (n *Node) Identity() *tlsid.Identity { return n.ident }
 
+// startPluginHost starts the WebAssembly host, its compiled code cached
+// under the data directory.
+func (n *Node) startPluginHost(cfg *config.Config) (*host.Host, error) {
+	pc := cfg.Plugins
+	h, err := host.New(host.Config{Config: sandbox.Config{
+		CacheDir:            filepath.Join(n.dir, "plugins", "cache"),
+		Interpreter:         pc.Engine == "interpreter",
+		MemoryLimitBytes:    uint64(pc.MemoryMaxBytes.Int64()),
+		Instances:           pc.Instances,
+		MaxCallsPerInstance: pc.MaxCallsPerInstance,
+		Logger:              n.log,
+		Observe: func(d sandbox.Digest, op string, dur time.Duration, failure string) {
+			kind := "cleanup"
+			switch op {
+			case abi.ExportPartition:
+				kind = "partitioner"
+			case abi.ExportTransform:
+				kind = "transform"
+			}
+			n.metrics.ObservePluginCall(d.String(), kind, dur, failure)
+		},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 // Broker returns the broker (for tests and tools in the same process).
 func (n *Node) Broker() *broker.Broker { return n.brk }
 
@@ -449,6 +490,11 @@ func (n *Node) closeStorage() []error {
 	if n.brk != nil {
 		if err := n.brk.Close(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if n.plugins != nil {
+		if err := n.plugins.Close(context.Background()); err != nil {
+			errs = append(errs, fmt.Errorf("close plugin host: %w", err))
 		}
 	}
 	if n.store != nil {

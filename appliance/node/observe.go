@@ -1,11 +1,15 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/eddybroker/eddy/appliance/admin"
+	"github.com/eddybroker/eddy/appliance/broker"
 	"github.com/eddybroker/eddy/appliance/config"
 	"github.com/eddybroker/eddy/appliance/disk"
 	"github.com/eddybroker/eddy/appliance/telemetry"
@@ -112,4 +116,35 @@ func (n *Node) startProfiling(cfg *config.Config) error {
 	}
 	n.stopProf = stop
 	return nil
+}
+
+// Plugins implements admin.PluginSource.
+func (n *Node) Plugins() any { return n.brk.Plugins() }
+
+// Plugin implements admin.PluginSource.
+func (n *Node) Plugin(ref string) (any, error) {
+	info, err := n.brk.Plugin(ref)
+	return info, adminError(err)
+}
+
+// AddPlugin implements admin.PluginSource.
+func (n *Node) AddPlugin(ctx context.Context, name string, wasm []byte) (any, error) {
+	info, err := n.brk.AddPlugin(ctx, name, wasm)
+	return info, adminError(err)
+}
+
+// RemovePlugin implements admin.PluginSource.
+func (n *Node) RemovePlugin(ctx context.Context, ref string) error {
+	return adminError(n.brk.RemovePlugin(ctx, ref))
+}
+
+// adminError marks broker errors with the admin API's status classes.
+func adminError(err error) error {
+	switch {
+	case errors.Is(err, broker.ErrNoSuchPlugin):
+		return fmt.Errorf("%w: %w", admin.ErrNotFound, err)
+	case errors.Is(err, broker.ErrPluginInUse):
+		return fmt.Errorf("%w: %w", admin.ErrConflict, err)
+	}
+	return err
 }

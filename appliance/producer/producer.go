@@ -98,7 +98,10 @@ func (s *State) Check(pid int64, epoch int16, firstSeq, lastSeq int32) Verdict {
 		return Verdict{Outcome: Accept}
 	}
 	for _, b := range e.Batches {
-		if b.FirstSeq == firstSeq && b.LastSeq == lastSeq {
+		// A retry ends where a retained batch ends. Its first sequence is
+		// the stored one's, or earlier when a produce transform dropped
+		// records and the stored batch was renumbered to end there.
+		if b.LastSeq == lastSeq && seqNotAfter(firstSeq, b.FirstSeq) {
 			return Verdict{Outcome: Duplicate, Original: b}
 		}
 	}
@@ -110,6 +113,13 @@ func (s *State) Check(pid int64, epoch int16, firstSeq, lastSeq int32) Verdict {
 		return Verdict{Outcome: OutOfOrder, Reason: fmt.Sprintf("producer %d epoch %d: expected sequence %d, got %d", pid, epoch, NextSeq(last), firstSeq)}
 	}
 	return Verdict{Outcome: Accept}
+}
+
+// seqNotAfter reports a <= b for sequences, which wrap at 2^31: a is at
+// most half the sequence space before b.
+func seqNotAfter(a, b int32) bool {
+	d := (int64(b) - int64(a) + 1<<31) % (1 << 31)
+	return d < 1<<30
 }
 
 // Update records an appended batch.

@@ -180,6 +180,10 @@ func (b Batch) Records() []byte { return b[HeaderSize:] }
 // SetBaseOffset patches the base offset (outside the CRC).
 func (b Batch) SetBaseOffset(o int64) { binary.BigEndian.PutUint64(b[offBaseOffset:], uint64(o)) }
 
+// SetBaseSequence sets the baseSequence field (inside the CRC: call
+// UpdateCRC after).
+func (b Batch) SetBaseSequence(s int32) { binary.BigEndian.PutUint32(b[offBaseSequence:], uint32(s)) }
+
 // SetLeaderEpoch patches the partition leader epoch (outside the CRC).
 func (b Batch) SetLeaderEpoch(e int32) { binary.BigEndian.PutUint32(b[offLeaderEpoch:], uint32(e)) }
 

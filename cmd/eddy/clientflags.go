@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -38,18 +40,38 @@ func (f *clientFlags) add(cmd *cobra.Command) {
 
 // adminGet fetches a JSON document from the node's admin API into v.
 func (f *clientFlags) adminGet(path string, v any) error {
+	return f.adminDo(http.MethodGet, path, nil, v)
+}
+
+// adminDo sends a request to the node's admin API and decodes a JSON
+// answer into v (when not nil). An error answer becomes an error with the
+// API's message.
+func (f *clientFlags) adminDo(method, path string, body io.Reader, v any) error {
 	addr := envOr(f.adminAddr, "EDDY_ADMIN_ADDR")
 	if addr == "" {
 		addr = "127.0.0.1:9644"
 	}
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get("http://" + addr + path)
+	req, err := http.NewRequest(method, "http://"+addr+path, body)
+	if err != nil {
+		return err
+	}
+	c := http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
 		return fmt.Errorf("admin API at %s: %s", addr, resp.Status)
+	}
+	if v == nil {
+		return nil
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }

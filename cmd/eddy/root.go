@@ -18,7 +18,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd(), newServeCmd(), newConfigCmd(), newTLSCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newTuneCmd(), newBenchCmd())
+	root.AddCommand(newVersionCmd(), newServeCmd(), newConfigCmd(), newTLSCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newGroupCmd(), newTuneCmd(), newBenchCmd(), newPluginCmd())
 	return root
 }
 

@@ -129,6 +129,9 @@ func (c *Cleaner) Pass() error {
 		if opts.Policy == nil && !due {
 			continue
 		}
+		if d, ok := opts.Policy.(interface{ DryRun() bool }); ok && d.DryRun() {
+			opts.DryRun = true
+		}
 		// A policy is asked about every sealed segment each pass; its
 		// "default" means key compaction only when the log is due.
 		opts.DefaultIsKeep = !due
@@ -161,7 +164,10 @@ func (c *Cleaner) Pass() error {
 			errs = append(errs, fmt.Errorf("clean %s: %w (retry in %v)", l.Name(), err, b))
 		}
 		c.mu.Unlock()
-		if err == nil && res.SegmentsWritten+int(res.RecordsRemoved) > 0 {
+		switch {
+		case err == nil && opts.DryRun && res.RecordsRemoved > 0:
+			c.cfg.Logger.Info("cleanup dry run: nothing removed", "partition", l.Name(), "would_remove", res.RecordsRemoved, "segments_read", res.SegmentsRead)
+		case err == nil && res.SegmentsWritten+int(res.RecordsRemoved) > 0:
 			c.cfg.Logger.Debug("compacted", "partition", l.Name(), "removed", res.RecordsRemoved, "read", res.BytesRead, "written", res.BytesWritten, "took", res.Duration)
 		}
 	}

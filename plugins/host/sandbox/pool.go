@@ -235,6 +235,9 @@ func (p *Pool) do(ctx context.Context, op string, timeout time.Duration, records
 	if !ok {
 		p.stats.rejected.Add(1)
 		st := p.breaker.status()
+		if obs := p.e.cfg.Observe; obs != nil {
+			obs(p.m.info.Digest, op, 0, "open-circuit")
+		}
 		return &CallError{Digest: p.m.info.Digest, Op: op, Err: fmt.Errorf("%w until %s; last error: %s", ErrCircuitOpen, st.openUntil.Format(time.RFC3339), p.lastError())}
 	}
 	start := time.Now()
@@ -284,10 +287,30 @@ func (p *Pool) do(ctx context.Context, op string, timeout time.Duration, records
 		p.stats.records.Add(uint64(records))
 	}
 	p.breaker.done(p.e.cfg.Now(), trial, o)
+	if obs := p.e.cfg.Observe; obs != nil {
+		obs(p.m.info.Digest, op, time.Since(start), failureKind(err))
+	}
 	if o == failure && p.breaker.status().state == Degraded {
 		p.m.logs.add(slog.LevelWarn, "host", "", fmt.Sprintf("circuit open after repeated failures: %v", err))
 	}
 	return err
+}
+
+// failureKind names the kind of a call's failure for metrics; "" for none.
+func failureKind(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrTimeout):
+		return "timeout"
+	case errors.Is(err, ErrTrap):
+		return "trap"
+	case errors.Is(err, ErrInvalidOutput):
+		return "invalid"
+	case errors.Is(err, ErrStatus), errors.Is(err, ErrConfig):
+		return "status"
+	}
+	return "other"
 }
 
 // noteFailure counts a plugin failure by kind and keeps it as the last error.

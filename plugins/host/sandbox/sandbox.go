@@ -146,6 +146,10 @@ func (g Guard) String() string {
 type Config struct {
 	// CacheDir holds compiled code across restarts; "" keeps it in memory.
 	CacheDir string
+	// Interpreter runs modules on wazero's interpreter instead of its
+	// compiler: slower, but it maps no executable memory (for hosts that
+	// enforce W^X, such as systemd's MemoryDenyWriteExecute=yes).
+	Interpreter bool
 	// Guard selects the deadline mechanism of guarded calls.
 	Guard Guard
 	// MaxModuleBytes caps a module's size (16 MiB).
@@ -173,6 +177,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for breakers and logs (time.Now).
 	Now func() time.Time
+	// Observe, if set, hears of every call: the module, the export called
+	// (abi.ExportPartition, ExportTransform, ExportCleanupSegment or
+	// ExportCleanupRecords), its duration, and "" or why it failed
+	// (timeout, trap, invalid, status, open-circuit, other).
+	Observe func(d Digest, op string, dur time.Duration, failure string)
 }
 
 func (c *Config) setDefaults() {
@@ -348,8 +357,11 @@ func (e *Engine) tier(ctx context.Context, k tierKey) (*tier, error) {
 	} else {
 		cache = wazero.NewCompilationCache()
 	}
-	rc := wazero.NewRuntimeConfigCompiler().
-		WithCloseOnContextDone(k.wazeroGuard).
+	rc := wazero.NewRuntimeConfigCompiler()
+	if e.cfg.Interpreter {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	}
+	rc = rc.WithCloseOnContextDone(k.wazeroGuard).
 		WithMemoryLimitPages(k.pages).
 		WithCompilationCache(cache)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
