@@ -9,9 +9,12 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddybroker/eddy/sdk/client"
 )
 
 func newProduceCmd() *cobra.Command {
@@ -20,13 +23,20 @@ func newProduceCmd() *cobra.Command {
 	var headers []string
 	var partition int32
 	var maxLine int
+	var noPlugin bool
 	cmd := &cobra.Command{
 		Use:   "produce TOPIC [FILE...]",
 		Short: "Produce one record per line from stdin or files",
 		Long: `Produce one record per line of stdin (or of each FILE, "-" meaning stdin).
 
-Without --partition, records go where the broker's default partitioner puts
-them (by key, or spread when there is none), as Kafka clients do.`,
+Without --partition, records go where the topic's partitioner plugin puts
+them when the topic binds one (topic config plugin.partitioner): the plugin
+runs here, in the same sandbox the broker uses, after its module is read
+from the broker's plugin registry (cached under the user cache directory).
+A record the plugin rejects, or that it fails to place when the topic's
+plugin.partitioner.on.error is reject, is not produced and the command
+fails. --no-plugin ignores the plugin. Topics without one get Kafka's
+default placement: by murmur2 of the key, or spread when there is none.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			topic := args[0]
@@ -56,14 +66,24 @@ them (by key, or spread when there is none), as Kafka clients do.`,
 				}
 				opts = append(opts, kgo.ProducerBatchCompression(codec))
 			}
-			if partition >= 0 {
+			var plugins *client.Partitioner
+			switch {
+			case partition >= 0:
 				opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			case !noPlugin:
+				plugins = client.NewPartitioner(client.PartitionerConfig{CacheDir: client.DefaultCacheDir()})
+				opts = append(opts, plugins.KgoOpts()...)
 			}
 			cl, err := cf.client(opts...)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
+			if plugins != nil {
+				if err := loadPartitioner(cmd, plugins, topic); err != nil {
+					return err
+				}
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var produced atomic.Int64
@@ -79,8 +99,9 @@ them (by key, or spread when there is none), as Kafka clients do.`,
 						r.Key, r.Value = []byte(k), []byte(v)
 					}
 				}
-				cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
 					if err != nil {
+						err = client.RecordError(r, err)
 						mu.Lock()
 						if firstErr == nil {
 							firstErr = err
@@ -116,10 +137,26 @@ them (by key, or spread when there is none), as Kafka clients do.`,
 	cmd.Flags().StringVarP(&keySep, "key-separator", "K", "", "split each line into key and value at the first SEP")
 	cmd.Flags().StringArrayVarP(&headers, "header", "H", nil, "header key=value for every record (repeatable)")
 	cmd.Flags().Int32VarP(&partition, "partition", "p", -1, "partition to produce to (default: the partitioner chooses)")
+	cmd.Flags().BoolVar(&noPlugin, "no-plugin", false, "ignore the topic's partitioner plugin: place records as Kafka's default partitioner does")
 	cmd.Flags().StringVar(&acks, "acks", "all", "all, 1 or 0")
 	cmd.Flags().StringVarP(&compression, "compression", "z", "", "none, gzip, snappy, lz4 or zstd")
 	cmd.Flags().IntVar(&maxLine, "max-line-bytes", 16<<20, "longest line accepted")
 	return cmd
+}
+
+// loadPartitioner loads the partitioner binding of topic before the first
+// record, so that a broken binding fails the command at once, and says
+// which plugin places the records.
+func loadPartitioner(cmd *cobra.Command, p *client.Partitioner, topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Refresh(ctx, topic); err != nil {
+		return fmt.Errorf("load the partitioner plugin of %s (--no-plugin produces without it): %w", topic, err)
+	}
+	if b, ok := p.Binding(topic); ok && b.Plugin != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "partitioner plugin %s places the records (on error: %s)\n", b.Plugin, b.OnError)
+	}
+	return nil
 }
 
 func parseCodec(s string) (kgo.CompressionCodec, error) {

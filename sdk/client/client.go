@@ -20,6 +20,25 @@
 //
 // Transport("tcp") returns plain kgo over TCP without TLS, for Eddy's Kafka
 // TCP listener and any stock Kafka broker.
+//
+// # Partitioner plugins
+//
+// A topic may bind a partitioner plugin (topic config plugin.partitioner,
+// see docs/PLUGINS.md). With PluginPartitioner, the client places the
+// records of such topics by running the plugin locally, in the sandbox the
+// broker uses, and keeps kgo's default partitioning for the others:
+//
+//	p := client.NewPartitioner(client.PartitionerConfig{Topics: []string{"telemetry"}})
+//	cl, err := client.New(client.Brokers(addr), client.PluginPartitioner(p))
+//
+// A topic's binding (its configs, read with DescribeConfigs, and its
+// module, read from the registry topic __eddy_plugins and compiled once per
+// digest) is loaded by New for the topics in PartitionerConfig.Topics, and
+// for any other topic by its first Produce call, which waits for it; kgo's
+// partitioner callback never waits for I/O. Bindings are read again every
+// RefreshInterval and on Partitioner.Refresh. A record the plugin rejects,
+// or that cannot be placed, fails in its promise; RecordError gives the
+// cause (ErrRecordRejected, ErrPartitionerFailed, ErrBindingUnavailable).
 package client
 
 import (
@@ -52,6 +71,8 @@ type options struct {
 	quicConf   quic.Config
 	transport  string
 	kgoOpts    []kgo.Opt
+
+	partitioner *Partitioner // PluginPartitioner, see partitioner.go
 }
 
 // Brokers sets the seed brokers, "host:port". A QUIC address without a
@@ -104,13 +125,29 @@ func New(opts ...Option) (*kgo.Client, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if o.partitioner != nil {
+		o.kgoOpts = append(o.kgoOpts, o.partitioner.KgoOpts()...)
+	}
+	var cl *kgo.Client
+	var err error
 	switch o.transport {
 	case "tcp":
-		return newTCP(o)
+		cl, err = newTCP(o)
 	case "quic":
-		return newQUIC(o)
+		cl, err = newQUIC(o)
+	default:
+		return nil, fmt.Errorf("client: transport %q: want \"quic\" or \"tcp\"", o.transport)
 	}
-	return nil, fmt.Errorf("client: transport %q: want \"quic\" or \"tcp\"", o.transport)
+	if err != nil || o.partitioner == nil {
+		return cl, err
+	}
+	// Load the partitioner's topics now, so that a broken binding fails
+	// here rather than on the first records.
+	if err := o.partitioner.preload(); err != nil {
+		cl.Close()
+		return nil, err // names each topic that failed
+	}
+	return cl, nil
 }
 
 func newTCP(o options) (*kgo.Client, error) {
