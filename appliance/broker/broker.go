@@ -67,8 +67,8 @@ type Config struct {
 	Observer Observer
 	// Plugins runs WebAssembly plugins; nil refuses plugin configs.
 	Plugins *host.Host
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Now     func() time.Time
+	Logger  *slog.Logger
 }
 
 // Observer hears what the broker serves.

@@ -23,6 +23,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+// badPlugin misbehaves as its configuration says (see its doc comment).
+const badPlugin = "../../plugins/host/testdata/badplugin"
+
 // addPlugin registers the module at path under name through the admin
 // API and returns "name@digest".
 func addPlugin(t *testing.T, n *Node, name, path string) string {
@@ -221,7 +224,7 @@ func TestBadPluginsAreContained(t *testing.T) {
 		}
 	}
 
-	ref := addPlugin(t, n, "misbehave", plugintest.BuildGo(t, "testdata/misbehave"))
+	ref := addPlugin(t, n, "badplugin", plugintest.BuildGo(t, badPlugin))
 	createTopic(t, n, "good", 1, nil)
 	for _, mode := range []string{"panic", "loop", "oom", "error"} {
 		for _, policy := range []string{"reject", "bypass"} {
@@ -282,7 +285,7 @@ func TestBadPluginsAreContained(t *testing.T) {
 func TestHotReplaceTransform(t *testing.T) {
 	n := startNode(t, testConfig(t, t.TempDir()))
 	filter := addPlugin(t, n, "filter", plugintest.BuildGo(t, "../../examples/plugins/filter"))
-	upper := addPlugin(t, n, "misbehave", plugintest.BuildGo(t, "testdata/misbehave"))
+	upper := addPlugin(t, n, "badplugin", plugintest.BuildGo(t, badPlugin))
 	createTopic(t, n, "swap", 1, map[string]string{"plugin.produce.transforms": filter})
 	ctx := ctxT(t)
 	cl := tcpClient(t, n, kgo.DefaultProduceTopic("swap"), kgo.ProducerLinger(time.Millisecond))
@@ -391,7 +394,7 @@ func TestCleanupPluginEndToEnd(t *testing.T) {
 	cfg.Set("log.cleaner_interval", "50ms", config.Flag)
 	n := startNode(t, cfg)
 	ref := addPlugin(t, n, "cleanup", plugintest.BuildGo(t, "../../examples/plugins/cleanup"))
-	bad := addPlugin(t, n, "misbehave", plugintest.BuildGo(t, "testdata/misbehave"))
+	bad := addPlugin(t, n, "badplugin", plugintest.BuildGo(t, badPlugin))
 	common := map[string]string{"cleanup.policy": "plugin", "segment.bytes": "2048", "segment.ms": "100"}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}

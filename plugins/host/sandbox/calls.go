@@ -22,20 +22,9 @@ func (p *Pool) Partition(ctx context.Context, timeout time.Duration, in *abi.Enc
 		if inst.fnPartition == nil {
 			return fmt.Errorf("%w: no %s export", ErrKind, abi.ExportPartition)
 		}
-		ptr, size, err := inst.writeInput(cctx, in)
+		view, err := inst.callPerRecord(cctx, inst.fnPartition, in, n, 4)
 		if err != nil {
 			return err
-		}
-		out, err := inst.buffer(cctx, &inst.outPtr, &inst.outCap, uint32(4*n))
-		if err != nil {
-			return err
-		}
-		if err := inst.status(cctx, inst.fnPartition, n, uint64(ptr), uint64(size), uint64(out)); err != nil {
-			return err
-		}
-		view, ok := inst.mem.Read(out, uint32(4*n))
-		if !ok {
-			return fmt.Errorf("%w: output at %#x outside memory", ErrInvalidOutput, out)
 		}
 		for i := range n {
 			v := le32(view[4*i:])
@@ -105,20 +94,9 @@ func (p *Pool) Transform(ctx context.Context, timeout time.Duration, in *abi.Enc
 		if inst.fnTransform == nil {
 			return fmt.Errorf("%w: no %s export", ErrKind, abi.ExportTransform)
 		}
-		ptr, size, err := inst.writeInput(cctx, in)
+		dec, err := inst.callPerRecord(cctx, inst.fnTransform, in, n, 1)
 		if err != nil {
 			return err
-		}
-		out, err := inst.buffer(cctx, &inst.outPtr, &inst.outCap, uint32(max(n, 1)))
-		if err != nil {
-			return err
-		}
-		if err := inst.status(cctx, inst.fnTransform, n, uint64(ptr), uint64(size), uint64(out)); err != nil {
-			return err
-		}
-		dec, ok := inst.mem.Read(out, uint32(n))
-		if !ok {
-			return fmt.Errorf("%w: decisions at %#x outside memory", ErrInvalidOutput, out)
 		}
 		res := TransformOutput{Decisions: dec}
 		if inst.errSet {
@@ -241,20 +219,9 @@ func (p *Pool) CleanupRecords(ctx context.Context, timeout time.Duration, in *ab
 	n := in.Len()
 	dst = resize(dst, n)
 	err := p.do(ctx, abi.ExportCleanupRecords, timeout, n, func(cctx context.Context, inst *instance) error {
-		ptr, size, err := inst.writeInput(cctx, in)
+		view, err := inst.callPerRecord(cctx, inst.fnRecs, in, n, 1)
 		if err != nil {
 			return err
-		}
-		out, err := inst.buffer(cctx, &inst.outPtr, &inst.outCap, uint32(max(n, 1)))
-		if err != nil {
-			return err
-		}
-		if err := inst.status(cctx, inst.fnRecs, n, uint64(ptr), uint64(size), uint64(out)); err != nil {
-			return err
-		}
-		view, ok := inst.mem.Read(out, uint32(n))
-		if !ok {
-			return fmt.Errorf("%w: output at %#x outside memory", ErrInvalidOutput, out)
 		}
 		for i, b := range view {
 			if !abi.KeepDecision(b).Valid() {
@@ -279,4 +246,25 @@ func resize[T any](s []T, n int) []T {
 
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+}
+
+// callPerRecord writes the RBV1 input, calls fn(in_ptr, in_len, out_ptr)
+// and returns the width bytes per record the guest wrote at out_ptr.
+func (inst *instance) callPerRecord(ctx context.Context, fn api.Function, in *abi.Encoder, n, width int) ([]byte, error) {
+	ptr, size, err := inst.writeInput(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	out, err := inst.buffer(ctx, &inst.outPtr, &inst.outCap, uint32(max(width*n, 1)))
+	if err != nil {
+		return nil, err
+	}
+	if err := inst.status(ctx, fn, n, uint64(ptr), uint64(size), uint64(out)); err != nil {
+		return nil, err
+	}
+	view, ok := inst.mem.Read(out, uint32(width*n))
+	if !ok {
+		return nil, fmt.Errorf("%w: output at %#x outside memory", ErrInvalidOutput, out)
+	}
+	return view, nil
 }

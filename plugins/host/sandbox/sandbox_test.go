@@ -452,7 +452,7 @@ func TestGoGuestMisbehaviour(t *testing.T) {
 		c.LogLinesPerSecond = 10
 	})
 	m := register(t, e, wasm)
-	if m.Kinds != abi.KindPartitioner || m.Guard != sandbox.GuardInterrupt {
+	if m.Kinds != abi.KindPartitioner|abi.KindTransform|abi.KindCleanup || m.Guard != sandbox.GuardInterrupt {
 		t.Fatalf("module = kinds %v guard %v", m.Kinds, m.Guard)
 	}
 	call := func(mode string, timeout time.Duration) (*sandbox.Pool, error) {
