@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eddybroker/eddy/appliance/config"
+	"github.com/eddybroker/eddy/appliance/disk"
 	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -82,6 +83,8 @@ func TestDiskFullOnASmallFilesystem(t *testing.T) {
 	for k, v := range map[string]string{
 		"disk.check_interval": "20ms", "disk.hard_watermark": "50", "disk.soft_watermark": "30",
 		"disk.min_free_bytes": "0", "log.segment_bytes": "1MiB", "disk.tuning": "off",
+		// Preallocation must neither fill the disk nor fail appends.
+		"log.preallocate_bytes": "1MiB",
 	} {
 		if err := cfg.Set(k, v, config.Flag); err != nil {
 			t.Fatal(err)
@@ -219,4 +222,38 @@ func countRecords(t *testing.T, n *Node, topic string) int {
 		})
 	}
 	return count
+}
+
+// TestPreallocationNeverFillsTheDisk: with more partitions than the disk
+// could preallocate for, every produce still succeeds and preallocation
+// stops below the soft watermark.
+func TestPreallocationNeverFillsTheDisk(t *testing.T) {
+	dir := mountTmpfs(t, 64<<20)
+	cfg := testConfig(t, dir)
+	for k, v := range map[string]string{
+		"log.preallocate_bytes": "8MiB", "disk.soft_watermark": "50", "disk.hard_watermark": "90",
+		"disk.min_free_bytes": "0", "disk.tuning": "off",
+	} {
+		if err := cfg.Set(k, v, config.Flag); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := startNode(t, cfg)
+	ctx := ctxT(t)
+	cl := tcpClient(t, n, kgo.RecordRetries(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 40, 1, nil, "wide"); err != nil {
+		t.Fatal(err)
+	}
+	for p := int32(0); p < 40; p++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "wide", Partition: p, Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatalf("produce to partition %d: %v", p, err)
+		}
+	}
+	sp, err := disk.StatSpace(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used := sp.UsedPercent(); used >= 60 {
+		t.Fatalf("preallocation took the disk to %.0f%% used", used)
+	}
 }

@@ -197,6 +197,7 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	n.notReady.Store("opening partitions")
 	bc := brokerConfig(cfg, listeners, n.log)
 	bc.ProduceGuard, bc.Observer = n.guard.Err, n.metrics
+	bc.LogBase.CanPreallocate = n.canPreallocate
 	if cfg.Plugins.Enabled {
 		if n.plugins, err = n.startPluginHost(cfg); err != nil {
 			if udp != nil {

@@ -55,6 +55,24 @@ func (n *Node) watchDisk() {
 	}
 }
 
+// canPreallocate allows reserving n more bytes of segment space only
+// while the data disk stays below its soft watermark and above its floor
+// afterwards: preallocation across many partitions must never be what
+// fills the disk.
+func (n *Node) canPreallocate(bytes int64) bool {
+	sp, err := disk.StatSpace(n.dir)
+	if err != nil || bytes < 0 {
+		return false
+	}
+	d := n.cfg.Load().Disk
+	need := uint64(bytes) + uint64(d.MinFreeBytes.Int64())
+	if sp.Avail < need {
+		return false
+	}
+	after := disk.Space{Used: sp.Used + uint64(bytes), Avail: sp.Avail - uint64(bytes)}
+	return after.UsedPercent() < float64(d.SoftWatermark)
+}
+
 // partitionStats lists every partition for the metrics collector.
 func (n *Node) partitionStats(yield func(telemetry.PartitionStats) bool) {
 	for _, p := range n.brk.Partitions("") {

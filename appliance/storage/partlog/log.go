@@ -53,10 +53,13 @@ type Config struct {
 	RetentionMs        time.Duration // retention.ms; < 0 keeps forever
 	RetentionBytes     int64         // retention.bytes; < 0 means no limit
 	PreallocateBytes   int64         // fallocate chunk; 0 disables
-	DropCacheOnSeal    bool          // fadvise DONTNEED on sealed segments
-	WriteBufferBytes   int64         // the cleaner's writes gather up to this; 0 means 1 MiB
-	VerifyReads        bool          // CRC-check every batch served
-	MaxUncompressed    int           // decompression bound for record scans
+	// CanPreallocate, if set, is asked before each preallocation (the
+	// node refuses while its disk is nearly full).
+	CanPreallocate   func(n int64) bool
+	DropCacheOnSeal  bool  // fadvise DONTNEED on sealed segments
+	WriteBufferBytes int64 // the cleaner's writes gather up to this; 0 means 1 MiB
+	VerifyReads      bool  // CRC-check every batch served
+	MaxUncompressed  int   // decompression bound for record scans
 
 	// Compaction (cleanup.policy with compact).
 	Compact                bool          // cleanup.policy includes compact
@@ -92,6 +95,7 @@ func (c *Config) segOpts() segment.Options {
 		IndexIntervalBytes: c.IndexIntervalBytes,
 		MaxIndexEntries:    maxEntries,
 		PreallocateBytes:   c.PreallocateBytes,
+		CanPreallocate:     c.CanPreallocate,
 		DropCacheOnSeal:    c.DropCacheOnSeal,
 		VerifyReads:        c.VerifyReads,
 	}

@@ -24,6 +24,7 @@ import (
 	"math"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/eddybroker/eddy/appliance/storage/vfs"
@@ -63,6 +64,10 @@ type Options struct {
 	// PreallocateBytes reserves log blocks ahead of appends in chunks of
 	// this size (fallocate with KEEP_SIZE); 0 turns it off.
 	PreallocateBytes int64
+	// CanPreallocate, if set, is asked before each preallocation of n
+	// bytes; false skips it (the disk is nearly full). Preallocation is a
+	// hint: when refused or when it fails, appends go on without it.
+	CanPreallocate func(n int64) bool
 	// DropCacheOnSeal advises the kernel to drop a sealed segment's pages.
 	DropCacheOnSeal bool
 	// VerifyReads checks the CRC of every batch a read returns.
@@ -82,6 +87,8 @@ type Segment struct {
 	opts Options
 	log  vfs.File
 	temp string // suffix of every file name while the segment is being written elsewhere (".cleaned")
+
+	preallocOff atomic.Bool // preallocation failed once: not tried again
 
 	mu struct {
 		sync.RWMutex
@@ -298,13 +305,19 @@ func (s *Segment) Append(buf []byte, infos []BatchInfo) error {
 	if sealed {
 		return fmt.Errorf("append to segment %s: sealed", Name(s.base, ""))
 	}
-	if s.opts.PreallocateBytes > 0 && pos+int64(len(buf)) > preEnd {
+	if s.opts.PreallocateBytes > 0 && pos+int64(len(buf)) > preEnd && !s.preallocOff.Load() {
 		chunk := s.opts.PreallocateBytes
 		newEnd := preEnd + chunk*((pos+int64(len(buf))-preEnd)/chunk+1)
-		if err := vfs.Preallocate(s.log, preEnd, newEnd-preEnd); err != nil {
-			return fmt.Errorf("append to segment %s: %w", Name(s.base, ""), err)
+		switch {
+		case s.opts.CanPreallocate != nil && !s.opts.CanPreallocate(newEnd-preEnd):
+			// Too little space to reserve ahead: write without.
+		case vfs.Preallocate(s.log, preEnd, newEnd-preEnd) != nil:
+			// A hint only (ENOSPC, or a filesystem without fallocate):
+			// this segment goes on without it.
+			s.preallocOff.Store(true)
+		default:
+			preEnd = newEnd
 		}
-		preEnd = newEnd
 	}
 	n, err := s.log.Write(buf)
 	if err != nil || n != len(buf) {

@@ -3,6 +3,7 @@ package segment
 import (
 	"fmt"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/eddybroker/eddy/appliance/record"
@@ -130,5 +131,51 @@ func TestRebuildIndexOfSealedSegment(t *testing.T) {
 		if err != nil || record.Batch(data).BaseOffset() != o {
 			t.Fatalf("read %d after index rebuild: %v", o, err)
 		}
+	}
+}
+
+// allocated returns the bytes the filesystem holds for a file.
+func allocated(t *testing.T, path string) int64 {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Blocks * 512
+}
+
+// TestPreallocationIsAHint: appends reserve space ahead in chunks, unless
+// CanPreallocate refuses (a nearly full disk), and either way they
+// succeed.
+func TestPreallocationIsAHint(t *testing.T) {
+	for _, allow := range []bool{true, false} {
+		t.Run(fmt.Sprint("allow=", allow), func(t *testing.T) {
+			dir := t.TempDir()
+			asked := 0
+			s, err := Create(vfs.OS, dir, 0, Options{IndexIntervalBytes: 4096, PreallocateBytes: 4 << 20,
+				CanPreallocate: func(n int64) bool { asked++; return allow }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			for i := int64(0); i < 10; i++ {
+				b, info := batchAt(t, i*10, 10, 100, 1000)
+				if err := s.Append(b, []BatchInfo{info}); err != nil {
+					t.Fatalf("append %d: %v", i, err)
+				}
+			}
+			got := allocated(t, filepath.Join(dir, Name(0, LogSuffix)))
+			switch {
+			case asked == 0:
+				t.Fatal("CanPreallocate was never asked")
+			case allow && got < 4<<20:
+				t.Fatalf("%d bytes allocated; a 4 MiB chunk was allowed", got)
+			case !allow && got >= 1<<20:
+				t.Fatalf("%d bytes allocated though preallocation was refused", got)
+			}
+			if err := s.Seal(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
