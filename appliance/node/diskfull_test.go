@@ -224,14 +224,14 @@ func countRecords(t *testing.T, n *Node, topic string) int {
 	return count
 }
 
-// TestPreallocationNeverFillsTheDisk: with more partitions than the disk
-// could preallocate for, every produce still succeeds and preallocation
-// stops below the soft watermark.
+// TestPreallocationNeverFillsTheDisk: with busy partitions that would
+// preallocate more than the disk holds, every produce still succeeds and
+// preallocation stops below the soft watermark.
 func TestPreallocationNeverFillsTheDisk(t *testing.T) {
-	dir := mountTmpfs(t, 64<<20)
+	dir := mountTmpfs(t, 128<<20)
 	cfg := testConfig(t, dir)
 	for k, v := range map[string]string{
-		"log.preallocate_bytes": "8MiB", "disk.soft_watermark": "50", "disk.hard_watermark": "90",
+		"log.preallocate_bytes": "32MiB", "disk.soft_watermark": "70", "disk.hard_watermark": "95",
 		"disk.min_free_bytes": "0", "disk.tuning": "off",
 	} {
 		if err := cfg.Set(k, v, config.Flag); err != nil {
@@ -240,20 +240,25 @@ func TestPreallocationNeverFillsTheDisk(t *testing.T) {
 	}
 	n := startNode(t, cfg)
 	ctx := ctxT(t)
-	cl := tcpClient(t, n, kgo.RecordRetries(0), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 40, 1, nil, "wide"); err != nil {
+	cl := tcpClient(t, n, kgo.RecordRetries(0), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 6, 1, nil, "wide"); err != nil {
 		t.Fatal(err)
 	}
-	for p := int32(0); p < 40; p++ {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "wide", Partition: p, Value: []byte("x")}).FirstErr(); err != nil {
-			t.Fatalf("produce to partition %d: %v", p, err)
+	// 9 MiB into each of 6 partitions: past the quarter-chunk threshold,
+	// each would reserve 32 MiB, 192 MiB in all.
+	val := make([]byte, 64<<10)
+	for p := int32(0); p < 6; p++ {
+		for i := 0; i < 144; i++ {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "wide", Partition: p, Value: val}).FirstErr(); err != nil {
+				t.Fatalf("produce to partition %d: %v", p, err)
+			}
 		}
 	}
 	sp, err := disk.StatSpace(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if used := sp.UsedPercent(); used >= 60 {
+	if used := sp.UsedPercent(); used >= 80 {
 		t.Fatalf("preallocation took the disk to %.0f%% used", used)
 	}
 }

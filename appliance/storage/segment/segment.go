@@ -62,7 +62,8 @@ type Options struct {
 	// when either is full (Kafka's segment.index.bytes / entry size).
 	MaxIndexEntries int
 	// PreallocateBytes reserves log blocks ahead of appends in chunks of
-	// this size (fallocate with KEEP_SIZE); 0 turns it off.
+	// this size (fallocate with KEEP_SIZE), from a quarter chunk of data
+	// on; 0 turns it off.
 	PreallocateBytes int64
 	// CanPreallocate, if set, is asked before each preallocation of n
 	// bytes; false skips it (the disk is nearly full). Preallocation is a
@@ -305,7 +306,10 @@ func (s *Segment) Append(buf []byte, infos []BatchInfo) error {
 	if sealed {
 		return fmt.Errorf("append to segment %s: sealed", Name(s.base, ""))
 	}
-	if s.opts.PreallocateBytes > 0 && pos+int64(len(buf)) > preEnd && !s.preallocOff.Load() {
+	// A segment starts preallocating once it has taken a quarter chunk:
+	// busy partitions get contiguous space, while the many quiet ones of
+	// a wide topic reserve nothing.
+	if s.opts.PreallocateBytes > 0 && pos+int64(len(buf)) > preEnd && pos >= s.opts.PreallocateBytes/4 && !s.preallocOff.Load() {
 		chunk := s.opts.PreallocateBytes
 		newEnd := preEnd + chunk*((pos+int64(len(buf))-preEnd)/chunk+1)
 		switch {

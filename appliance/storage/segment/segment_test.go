@@ -144,7 +144,8 @@ func allocated(t *testing.T, path string) int64 {
 	return st.Blocks * 512
 }
 
-// TestPreallocationIsAHint: appends reserve space ahead in chunks, unless
+// TestPreallocationIsAHint: appends past a quarter chunk reserve space
+// ahead in chunks, unless
 // CanPreallocate refuses (a nearly full disk), and either way they
 // succeed.
 func TestPreallocationIsAHint(t *testing.T) {
@@ -158,8 +159,9 @@ func TestPreallocationIsAHint(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			for i := int64(0); i < 10; i++ {
-				b, info := batchAt(t, i*10, 10, 100, 1000)
+			// 1.3 MB of batches: past a quarter chunk, so preallocation starts.
+			for i := int64(0); i < 100; i++ {
+				b, info := batchAt(t, i*100, 100, 130, 1000)
 				if err := s.Append(b, []BatchInfo{info}); err != nil {
 					t.Fatalf("append %d: %v", i, err)
 				}
@@ -170,7 +172,7 @@ func TestPreallocationIsAHint(t *testing.T) {
 				t.Fatal("CanPreallocate was never asked")
 			case allow && got < 4<<20:
 				t.Fatalf("%d bytes allocated; a 4 MiB chunk was allowed", got)
-			case !allow && got >= 1<<20:
+			case !allow && got >= 2<<20:
 				t.Fatalf("%d bytes allocated though preallocation was refused", got)
 			}
 			if err := s.Seal(); err != nil {
