@@ -28,7 +28,7 @@ const badPlugin = "../../plugins/host/testdata/badplugin"
 
 // addPlugin registers the module at path under name through the admin
 // API and returns "name@digest".
-func addPlugin(t *testing.T, n *Node, name, path string) string {
+func addPlugin(t testing.TB, n *Node, name, path string) string {
 	t.Helper()
 	wasm, err := os.ReadFile(path)
 	if err != nil {
@@ -45,7 +45,7 @@ func addPlugin(t *testing.T, n *Node, name, path string) string {
 	return name + "@" + info.Digest
 }
 
-func postModule(t *testing.T, n *Node, name string, wasm []byte) (int, string) {
+func postModule(t testing.TB, n *Node, name string, wasm []byte) (int, string) {
 	t.Helper()
 	resp, err := http.Post("http://"+n.AdminAddr()+"/v1/plugins?name="+name, "application/wasm", bytes.NewReader(wasm))
 	if err != nil {
@@ -56,7 +56,7 @@ func postModule(t *testing.T, n *Node, name string, wasm []byte) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func pluginInfo(t *testing.T, n *Node, ref string) broker.PluginInfo {
+func pluginInfo(t testing.TB, n *Node, ref string) broker.PluginInfo {
 	t.Helper()
 	resp, err := http.Get("http://" + n.AdminAddr() + "/v1/plugins/" + ref)
 	if err != nil {
@@ -70,7 +70,7 @@ func pluginInfo(t *testing.T, n *Node, ref string) broker.PluginInfo {
 	return info
 }
 
-func createTopic(t *testing.T, n *Node, name string, partitions int32, configs map[string]string) {
+func createTopic(t testing.TB, n *Node, name string, partitions int32, configs map[string]string) {
 	t.Helper()
 	cfgs := map[string]*string{}
 	for k, v := range configs {
@@ -87,7 +87,7 @@ func createTopic(t *testing.T, n *Node, name string, partitions int32, configs m
 
 // logValues reads partition 0 of topic from the log itself: the records'
 // values and offsets, and how many batches hold no record.
-func logValues(t *testing.T, n *Node, topic string) (values []string, offsets []int64, empty int) {
+func logValues(t testing.TB, n *Node, topic string) (values []string, offsets []int64, empty int) {
 	t.Helper()
 	l, ok := n.store.Log(storage.TopicPartition{Topic: topic, Partition: 0})
 	if !ok {

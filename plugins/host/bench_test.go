@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/eddybroker/eddy/appliance/record"
@@ -93,16 +94,28 @@ func BenchmarkTransformFilter(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, n := range []int{1, 100, 4096} {
-			batch := kafkaBatch(b, record.CodecNone, benchRecords(n))
-			b.Run(fmt.Sprintf("%s/records=%d", mode(trusted), n), func(b *testing.B) {
-				for b.Loop() {
-					if _, err := tr.Transform(context.Background(), batch); err != nil {
-						b.Fatal(err)
+		for _, size := range []int{0, 1024} {
+			for _, n := range []int{1, 100, 4096} {
+				recs := benchRecords(n)
+				name := fmt.Sprintf("%s/records=%d", mode(trusted), n)
+				if size > 0 {
+					// The same records with their message padded to size bytes.
+					for i := range recs {
+						pad := size - len(recs[i].value)
+						recs[i].value = append(recs[i].value[:len(recs[i].value)-1], fmt.Sprintf(`,"pad":"%s"}`, strings.Repeat("x", max(pad-10, 0)))...)
 					}
+					name += fmt.Sprintf("/value=%dB", len(recs[0].value))
 				}
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
-			})
+				batch := kafkaBatch(b, record.CodecNone, recs)
+				b.Run(name, func(b *testing.B) {
+					for b.Loop() {
+						if _, err := tr.Transform(context.Background(), batch); err != nil {
+							b.Fatal(err)
+						}
+					}
+					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+				})
+			}
 		}
 	}
 }

@@ -50,6 +50,8 @@ func TestJSONField(t *testing.T) {
 func FuzzJSONField(f *testing.F) {
 	f.Add([]byte(`{"level":"debug","x":[1,{"level":2}]}`), "level")
 	f.Add([]byte(`{"a":{"b":"}"},"level":null}`), "level")
+	f.Add([]byte(`{"k\"ey":"v\\","msg":"a \"quoted\" \\\" run","level":"x"}`), "level")
+	f.Add([]byte(`{"k\"ey":"v\\","msg":"a \"quoted\" \\\" run","level":"x"}`), `k"ey`)
 	f.Fuzz(func(t *testing.T, doc []byte, name string) {
 		raw, ok := JSONField(doc, name)
 		var m map[string]json.RawMessage
