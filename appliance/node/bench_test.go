@@ -47,11 +47,17 @@ func randomValue() []byte {
 // stops the timer when it ends: with records still buffered in the client,
 // the wait for their acknowledgements must count.
 func produceAll(b *testing.B, c *kgo.Client, rec func(i int) *kgo.Record) {
+	b.ResetTimer()
+	produceCount(b, c, b.N, rec)
+}
+
+// produceCount produces n records made by rec through c and returns when
+// every one is acknowledged.
+func produceCount(b *testing.B, c *kgo.Client, n int, rec func(i int) *kgo.Record) {
 	var wg sync.WaitGroup
 	var errOnce sync.Once
 	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		c.Produce(ctx, rec(i), func(_ *kgo.Record, err error) {
 			if err != nil {
@@ -218,114 +224,137 @@ func BenchmarkQUICBulk(b *testing.B) {
 
 // BenchmarkProduceIOProfile compares the built-in storage settings with
 // the io-profile derived for the disk under the benchmark's directory
-// (probed once, 10 s, outside the timing): franz-go over TCP producing
-// 1 KiB records with acks=all to 8 partitions, as fast as it can
-// (throughput, and the p99 of each record's acknowledgement) and one
-// record at a time (the durable round trip).
+// (probed once, 10 s, outside the timing). Two nodes run side by side, one
+// per profile, and every measurement alternates between them in short
+// turns, so a drift of the shared disk's speed affects both alike:
+// franz-go over TCP producing 1 KiB records with acks=all to 8 partitions
+// as fast as it can (MB/s), open loop at 10,000 records/s (p50 and p99 of
+// each record's acknowledgement, from when it was due), and one record at
+// a time to one partition (the durable round trip).
 func BenchmarkProduceIOProfile(b *testing.B) {
 	profiled := b.TempDir()
 	if _, _, err := disk.Ensure(context.Background(), profiled, disk.EnsureOptions{Budget: 10 * time.Second, Force: true}); err != nil {
 		b.Fatal(err)
 	}
-	for _, profile := range []string{"builtin", "tuned"} {
-		cfgFor := func(b testing.TB) *config.Config {
-			dir := b.TempDir()
-			opts := config.LoadOptions{}
-			if profile == "tuned" {
-				opts.IOProfile = disk.TOMLPath(profiled)
-			}
-			cfg, err := config.Load(opts)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for k, v := range map[string]string{"node.data_dir": dir, "listeners.kafka.addr": "127.0.0.1:0", "listeners.quic.addr": "",
-				"admin.addr": "", "logging.level": "warn", "disk.tuning": "off"} {
-				if err := cfg.Set(k, v, config.Flag); err != nil {
-					b.Fatal(err)
-				}
-			}
-			return cfg
+	profiles := []string{"builtin", "tuned"}
+	nodes := map[string]*Node{}
+	for _, profile := range profiles {
+		opts := config.LoadOptions{}
+		if profile == "tuned" {
+			opts.IOProfile = disk.TOMLPath(profiled)
 		}
-		var c *kgo.Client
-		val := randomValue()
-		b.Run("profile="+profile+"/mode=throughput", func(sb *testing.B) {
-			if c == nil {
-				t := lasting{sb, b}
-				n := startNode(t, cfgFor(t))
-				if _, err := kadm.NewClient(tcpClient(t, n)).CreateTopic(context.Background(), 8, 1, nil, "bench"); err != nil {
-					sb.Fatal(err)
-				}
-				c = throughputClient(t, n, "tcp", "bench")
-			}
-			sb.SetBytes(int64(len(val)))
-			produceAll(sb, c, func(i int) *kgo.Record { return &kgo.Record{Value: val, Partition: int32(i % 8)} })
-		})
-		b.Run("profile="+profile+"/mode=rate-10k", func(b *testing.B) {
-			// Open loop at 10,000 records/s (10 MB/s): each record's
-			// latency runs from when it was due, so a stall counts for
-			// every record it delays.
-			n := startNode(b, cfgFor(b))
-			if _, err := kadm.NewClient(tcpClient(b, n)).CreateTopic(context.Background(), 8, 1, nil, "bench"); err != nil {
+		cfg, err := config.Load(opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for k, v := range map[string]string{"node.data_dir": b.TempDir(), "listeners.kafka.addr": "127.0.0.1:0", "listeners.quic.addr": "",
+			"admin.addr": "", "logging.level": "warn", "disk.tuning": "off"} {
+			if err := cfg.Set(k, v, config.Flag); err != nil {
 				b.Fatal(err)
 			}
-			c := tcpClient(b, n, kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0),
-				kgo.ProducerBatchCompression(kgo.NoCompression()))
-			val := randomValue()
-			b.SetBytes(int64(len(val)))
-			var mu sync.Mutex
-			lat := make([]time.Duration, 0, 1<<16)
-			var wg sync.WaitGroup
-			ctx := context.Background()
-			const interval = 100 * time.Microsecond
-			start := time.Now()
-			for i := 0; b.Loop(); i++ {
-				due := start.Add(time.Duration(i) * interval)
-				if d := time.Until(due); d > 0 {
-					time.Sleep(d)
-				}
-				wg.Add(1)
-				c.Produce(ctx, &kgo.Record{Value: val, Partition: int32(i % 8)}, func(_ *kgo.Record, err error) {
-					d := time.Since(due)
-					if err != nil {
-						b.Error(err)
-					}
-					mu.Lock()
-					lat = append(lat, d)
-					mu.Unlock()
-					wg.Done()
-				})
-			}
-			wg.Wait()
-			reportLatency(b, lat)
-		})
-		b.Run("profile="+profile+"/mode=one-at-a-time", func(b *testing.B) {
-			n := startNode(b, cfgFor(b))
-			if _, err := kadm.NewClient(tcpClient(b, n)).CreateTopic(context.Background(), 1, 1, nil, "bench"); err != nil {
-				b.Fatal(err)
-			}
-			c := tcpClient(b, n, kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
-			val := randomValue()
-			b.SetBytes(int64(len(val)))
-			lat := make([]time.Duration, 0, 1<<14)
-			ctx := context.Background()
-			for b.Loop() {
+		}
+		n := startNode(b, cfg)
+		adm := kadm.NewClient(tcpClient(b, n))
+		if _, err := adm.CreateTopic(context.Background(), 8, 1, nil, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, "one"); err != nil {
+			b.Fatal(err)
+		}
+		nodes[profile] = n
+	}
+	val := randomValue()
+	ctx := context.Background()
+
+	b.Run("mode=throughput", func(b *testing.B) {
+		// Turns of 20,000 records each; b.N records per profile.
+		clients := map[string]*kgo.Client{}
+		for _, p := range profiles {
+			clients[p] = throughputClient(b, nodes[p], "tcp", "bench")
+		}
+		took := map[string]time.Duration{}
+		for done := 0; done < b.N; {
+			k := min(20_000, b.N-done)
+			for _, p := range profiles {
 				t0 := time.Now()
-				if err := c.ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
+				produceCount(b, clients[p], k, func(i int) *kgo.Record { return &kgo.Record{Value: val, Partition: int32(i % 8)} })
+				took[p] += time.Since(t0)
+			}
+			done += k
+		}
+		for _, p := range profiles {
+			b.ReportMetric(float64(b.N)*float64(len(val))/took[p].Seconds()/1e6, p+"-MB/s")
+		}
+	})
+	b.Run("mode=rate-10k", func(b *testing.B) {
+		// Turns of one second (10,000 records) each, open loop: a stall
+		// counts for every record it delays.
+		clients := map[string]*kgo.Client{}
+		for _, p := range profiles {
+			clients[p] = tcpClient(b, nodes[p], kgo.DefaultProduceTopic("bench"), kgo.RequiredAcks(kgo.AllISRAcks()),
+				kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0), kgo.ProducerBatchCompression(kgo.NoCompression()))
+		}
+		lat := map[string][]time.Duration{}
+		const interval = 100 * time.Microsecond
+		for done := 0; done < b.N; {
+			k := min(10_000, b.N-done)
+			for _, p := range profiles {
+				var mu sync.Mutex
+				var wg sync.WaitGroup
+				start := time.Now()
+				for i := range k {
+					due := start.Add(time.Duration(i) * interval)
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d) // pacing the offered load, not synchronisation
+					}
+					wg.Add(1)
+					clients[p].Produce(ctx, &kgo.Record{Value: val, Partition: int32(i % 8)}, func(_ *kgo.Record, err error) {
+						d := time.Since(due)
+						if err != nil {
+							b.Error(err)
+						}
+						mu.Lock()
+						lat[p] = append(lat[p], d)
+						mu.Unlock()
+						wg.Done()
+					})
+				}
+				wg.Wait()
+			}
+			done += k
+		}
+		for _, p := range profiles {
+			reportLatency(b, p+"-", lat[p])
+		}
+	})
+	b.Run("mode=one-at-a-time", func(b *testing.B) {
+		clients := map[string]*kgo.Client{}
+		for _, p := range profiles {
+			clients[p] = tcpClient(b, nodes[p], kgo.DefaultProduceTopic("one"), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+		}
+		lat := map[string][]time.Duration{}
+		for range b.N {
+			for _, p := range profiles {
+				t0 := time.Now()
+				if err := clients[p].ProduceSync(ctx, &kgo.Record{Value: val}).FirstErr(); err != nil {
 					b.Fatal(err)
 				}
-				lat = append(lat, time.Since(t0))
+				lat[p] = append(lat[p], time.Since(t0))
 			}
-			reportLatency(b, lat)
-		})
-	}
+		}
+		for _, p := range profiles {
+			reportLatency(b, p+"-", lat[p])
+		}
+	})
 }
 
-// reportLatency adds p50 and p99 of lat (in µs) to the benchmark's output.
-func reportLatency(b *testing.B, lat []time.Duration) {
+// reportLatency adds p50 and p99 of lat (in µs) to the benchmark's
+// output, their units prefixed by prefix.
+func reportLatency(b *testing.B, prefix string, lat []time.Duration) {
 	if len(lat) == 0 {
 		return
 	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), prefix+"p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), prefix+"p99-µs")
 }
