@@ -20,6 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -39,6 +41,11 @@ var (
 // ReadFrame reads one size-prefixed frame, refusing a size above max before
 // allocating anything for it.
 func ReadFrame(r io.Reader, max int) ([]byte, error) {
+	return readFrame(r, max, func(n int) []byte { return make([]byte, n) })
+}
+
+// readFrame is ReadFrame with the frame's buffer from alloc.
+func readFrame(r io.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
@@ -50,7 +57,7 @@ func ReadFrame(r io.Reader, max int) ([]byte, error) {
 	if int64(n) > int64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
-	buf := make([]byte, n)
+	buf := alloc(int(n))
 	if _, err := io.ReadFull(r, buf); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
@@ -142,3 +149,26 @@ func ParseResponse(frame []byte, resp kmsg.Response) (int32, error) {
 	}
 	return corr, resp.ReadFrom(r.Src)
 }
+
+// produceKey is the API key of Produce, whose frames are recycled.
+const produceKey = 0
+
+// minPooledFrame is the smallest frame read into a recycled buffer: below
+// it, allocating is as cheap as the pool.
+const minPooledFrame = 64 << 10
+
+// framePool holds buffers of at least minPooledFrame bytes, each a power
+// of two, for large Produce requests: without it every 1 MiB batch costs
+// an allocation, its zeroing and the garbage collection of it.
+var framePool sync.Pool // of *[]byte
+
+// getFrame returns a pooled buffer of at least n bytes.
+func getFrame(n int) *[]byte {
+	if p, _ := framePool.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return p
+	}
+	b := make([]byte, 1<<bits.Len(uint(n-1)))
+	return &b
+}
+
+func putFrame(p *[]byte) { framePool.Put(p) }

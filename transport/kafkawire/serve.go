@@ -3,6 +3,7 @@ package kafkawire
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,12 @@ var NoResponse = Result{}
 
 // Handler serves requests. Serve is called on the connection's reading
 // goroutine, one request at a time in arrival order.
+//
+// The bytes of a Produce request (its record batches) are valid only
+// until its response has been written, or until Serve returns when no
+// response is owed: their buffer is then reused for a later request. A
+// handler copies what it keeps beyond that (the log's write does). Other
+// requests' bytes are never reused.
 type Handler interface {
 	// Supported reports whether key is served at version.
 	Supported(key, version int16) bool
@@ -76,6 +83,7 @@ type item struct {
 	start   time.Time
 	size    int // request frame bytes
 	resp    kmsg.Response
+	frame   *[]byte       // a pooled request buffer to recycle once answered
 	done    chan struct{} // closed when a Later response is ready; nil otherwise
 	respond bool
 	v0      bool
@@ -123,14 +131,32 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	var err error
 	for {
 		var frame []byte
-		frame, err = ReadFrame(br, cfg.MaxFrameSize)
+		var pooled *[]byte
+		frame, err = readFrame(br, cfg.MaxFrameSize, func(n int) []byte {
+			if n < minPooledFrame {
+				return make([]byte, n)
+			}
+			pooled = getFrame(n)
+			return (*pooled)[:n]
+		})
 		if err != nil {
+			if pooled != nil {
+				putFrame(pooled)
+			}
 			break
 		}
 		start := time.Now()
 		var it *item
 		if it, err = dispatch(frame, &info, h, connCtx); err != nil {
 			break
+		}
+		// Only a Produce request's buffer comes back (see Handler).
+		if pooled != nil && int16(binary.BigEndian.Uint16(frame)) == produceKey {
+			if it == nil {
+				putFrame(pooled)
+			} else {
+				it.frame = pooled
+			}
 		}
 		if it != nil {
 			it.start, it.size = start, len(frame)
@@ -231,6 +257,9 @@ func writeLoop(conn net.Conn, items <-chan *item, listener string, obs Observer)
 		if _, err := bw.Write(buf); err != nil {
 			failed = err
 			continue
+		}
+		if it.frame != nil {
+			putFrame(it.frame)
 		}
 		if obs != nil {
 			obs.Request(listener, it.hdr.Key, it.size, len(buf), time.Since(it.start))

@@ -274,3 +274,76 @@ func wellFormed(in []byte) bool {
 }
 
 var closedCh = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// retainHandler answers Produce (acks=1) only when release is closed, and
+// then checks that each request's record bytes still hold what arrived.
+type retainHandler struct {
+	release chan struct{}
+	served  chan struct{}
+	changed chan int32 // correlation IDs whose bytes changed under the handler
+}
+
+func (h *retainHandler) Supported(key, version int16) bool {
+	return key == 0 && version >= 3 && version <= 9
+}
+
+func (h *retainHandler) Serve(req *Request) Result {
+	body := req.Body.(*kmsg.ProduceRequest)
+	recs := body.Topics[0].Partitions[0].Records
+	want := bytes.Clone(recs)
+	h.served <- struct{}{}
+	resp := body.ResponseKind().(*kmsg.ProduceResponse)
+	return Result{Later: func() kmsg.Response {
+		<-h.release
+		if !bytes.Equal(recs, want) {
+			h.changed <- req.Header.CorrelationID
+		}
+		return resp
+	}}
+}
+
+func produceReq(fill byte, size int) *kmsg.ProduceRequest {
+	r := kmsg.NewPtrProduceRequest()
+	r.Version, r.Acks, r.TimeoutMillis = 9, 1, 1000
+	t := kmsg.NewProduceRequestTopic()
+	t.Topic = "t"
+	p := kmsg.NewProduceRequestTopicPartition()
+	p.Records = bytes.Repeat([]byte{fill}, size)
+	t.Partitions = append(t.Partitions, p)
+	r.Topics = append(r.Topics, t)
+	return r
+}
+
+// TestProduceBuffersOutliveTheirResponse: large Produce requests are read
+// into recycled buffers, and a buffer is reused only after its request was
+// answered: requests read ahead while earlier ones wait keep their bytes.
+func TestProduceBuffersOutliveTheirResponse(t *testing.T) {
+	h := &retainHandler{release: make(chan struct{}), served: make(chan struct{}, 16), changed: make(chan int32, 16)}
+	c, _, _, _ := serve(t, h, Config{})
+	r := bufio.NewReader(c)
+	round := func(first int32, release bool) {
+		var out []byte
+		for i := range int32(4) {
+			out = AppendRequest(out, first+i, nil, produceReq(byte(first+i), 3*minPooledFrame))
+		}
+		go c.Write(out)
+		for range 4 {
+			<-h.served
+		}
+		if release {
+			close(h.release)
+		}
+		for i := range int32(4) {
+			if corr := readResp(t, r, &kmsg.ProduceResponse{Version: 9}); corr != first+i {
+				t.Fatalf("response %d, want %d", corr, first+i)
+			}
+		}
+	}
+	round(1, true)  // all four read ahead, then answered
+	round(5, false) // reuses the first round's buffers
+	select {
+	case corr := <-h.changed:
+		t.Fatalf("the records of request %d changed before it was answered", corr)
+	default:
+	}
+}
