@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/bits"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -157,9 +156,11 @@ const produceKey = 0
 // it, allocating is as cheap as the pool.
 const minPooledFrame = 64 << 10
 
-// framePool holds buffers of at least minPooledFrame bytes, each a power
-// of two, for large Produce requests: without it every 1 MiB batch costs
-// an allocation, its zeroing and the garbage collection of it.
+// framePool holds buffers of whole multiples of minPooledFrame bytes for
+// large Produce requests: without it every 1 MiB batch costs an
+// allocation, its zeroing and the garbage collection of it. Rounding up to
+// the next multiple (not the next power of two) keeps a 1 MiB batch's
+// frame at 1 MiB and 64 KiB.
 var framePool sync.Pool // of *[]byte
 
 // getFrame returns a pooled buffer of at least n bytes.
@@ -167,7 +168,7 @@ func getFrame(n int) *[]byte {
 	if p, _ := framePool.Get().(*[]byte); p != nil && cap(*p) >= n {
 		return p
 	}
-	b := make([]byte, 1<<bits.Len(uint(n-1)))
+	b := make([]byte, (n+minPooledFrame-1)/minPooledFrame*minPooledFrame)
 	return &b
 }
 
