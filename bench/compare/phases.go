@@ -110,8 +110,10 @@ func (h *harness) ceilingPhase() error {
 }
 
 // latencyPhase finds the maximum durable produce rate of one producer of
-// 1 KiB records, then measures produce and end-to-end latency open-loop
-// at half of it.
+// 1 KiB records and measures produce latency open-loop at half of it;
+// likewise for end to end, at half the consumed rate of a closed-loop run
+// (a consumer fed faster than it reads measures its growing backlog, not
+// latency).
 func (h *harness) latencyPhase() error {
 	s, err := h.newEddy("latency", "group")
 	if err != nil {
@@ -122,10 +124,35 @@ func (h *harness) latencyPhase() error {
 	if len(maxRuns) == 0 {
 		return errors.New("no closed-loop run succeeded")
 	}
-	lr := &latencyResult{Max: maxRuns}
+	e2e := func(rate float64) func() (measure, error) {
+		return func() (measure, error) {
+			args := []string{"--duration", h.o.duration.String(), "--record-size", "1024", "--max-buffered-records", strconv.Itoa(h.o.inflight)}
+			if rate > 0 {
+				args = append(args, "--rate", strconv.FormatFloat(rate, 'f', 0, 64))
+			}
+			topic := h.nextTopic("latency")
+			res, err := h.eddyBench(s, "tcp", "e2e", append(args, "--topic", topic)...)
+			if derr := h.deleteTopic(s, topic); err == nil {
+				err = derr
+			}
+			if err != nil {
+				return measure{}, err
+			}
+			return res.Consume.measure(), nil
+		}
+	}
+	e2eMax := h.alternate("end to end, closed loop", []contender{{"max", e2e(0)}})["max"]
+	if len(e2eMax) == 0 {
+		return errors.New("no closed-loop end-to-end run succeeded")
+	}
+	lr := &latencyResult{Max: maxRuns, E2EMax: e2eMax}
 	lr.Rate = statOf(maxRuns, func(m measure) float64 { return m.RecPerS }).Med / 2
+	lr.E2ERate = statOf(e2eMax, func(m measure) float64 { return m.RecPerS }).Med / 2
 	rate := strconv.FormatFloat(lr.Rate, 'f', 0, 64)
 	open := func(mode string) func() (measure, error) {
+		if mode == "e2e" {
+			return e2e(lr.E2ERate)
+		}
 		return func() (measure, error) {
 			topic := h.nextTopic("latency")
 			res, err := h.eddyBench(s, "tcp", mode, "--topic", topic, "--rate", rate, "--duration", h.o.duration.String(),

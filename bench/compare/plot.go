@@ -203,7 +203,7 @@ func (r *report) plots(dir string) ([]string, error) {
 					pr.ys = append(pr.ys, statOf(l.Produce, f))
 					e2e.ys = append(e2e.ys, statOf(l.E2E, f))
 				}
-				return barPlot(path, fmt.Sprintf("Latency at %.0f records/s (half the maximum), 1 KiB, durable", l.Rate), "ms",
+				return barPlot(path, fmt.Sprintf("Latency at half the maximum (produce %.0f, end to end %.0f records/s), 1 KiB, durable", l.Rate, l.E2ERate), "ms",
 					[]string{"p50", "p99", "p99.9"}, pr, e2e)
 			})
 		})
