@@ -127,15 +127,20 @@ func (h *harness) buildEddy() error {
 		return fmt.Errorf("create %s: %w", bin, err)
 	}
 	h.eddyBin = filepath.Join(bin, "eddy")
-	version := "dev"
+	version, commit := "dev", ""
 	git := exec.Command("git", "describe", "--tags", "--always", "--dirty")
 	git.Dir = h.root
 	if out, err := git.Output(); err == nil {
 		version = strings.TrimSpace(string(out))
 		h.rep.commit = "commit " + version
 	}
+	rev := exec.Command("git", "rev-parse", "HEAD")
+	rev.Dir = h.root
+	if out, err := rev.Output(); err == nil {
+		commit = strings.TrimSpace(string(out))
+	}
 	log.Printf("building %s", h.eddyBin)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+version, "-o", h.eddyBin, "./cmd/eddy")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+version+" -X main.commit="+commit, "-o", h.eddyBin, "./cmd/eddy")
 	cmd.Dir = h.root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/eddy: %w\n%s", err, out)

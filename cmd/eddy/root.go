@@ -8,8 +8,13 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags "-X
+// main.version=... -X main.commit=..."; without a commit, the VCS stamp
+// of the build (when Go recorded one) names it.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
@@ -28,13 +33,16 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version of this binary",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			commit := "unknown"
-			if bi, ok := debug.ReadBuildInfo(); ok {
+			commit := commit
+			if bi, ok := debug.ReadBuildInfo(); ok && commit == "" {
 				for _, s := range bi.Settings {
 					if s.Key == "vcs.revision" {
 						commit = s.Value
 					}
 				}
+			}
+			if commit == "" {
+				commit = "unknown"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "eddy %s (commit %s, %s %s/%s)\n", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
