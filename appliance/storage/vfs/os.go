@@ -17,7 +17,6 @@ type osFS struct{}
 
 type osFile struct {
 	*os.File
-	fsh *fsHandle // the filesystem's syncfs handle; nil when there is none
 }
 
 // OSFile returns the *os.File behind f when f comes from the OS filesystem,
@@ -34,7 +33,7 @@ func (osFS) Create(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f, handleFor(f)}, nil
+	return osFile{f}, nil
 }
 
 func (osFS) OpenRW(name string) (File, error) {
@@ -42,7 +41,7 @@ func (osFS) OpenRW(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f, handleFor(f)}, nil
+	return osFile{f}, nil
 }
 
 func (osFS) Open(name string) (File, error) {
@@ -50,7 +49,7 @@ func (osFS) Open(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{File: f}, nil
+	return osFile{f}, nil
 }
 
 func (osFS) Remove(name string) error              { return os.Remove(name) }
