@@ -131,54 +131,83 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 		}
 		started <- n
 	}()
-	var n *node.Node
-	for n == nil {
+	n, stopSig, err := awaitStart(sigs, started, errc, cancel, log)
+	if err != nil {
+		notify.Stopping("failed to start: " + err.Error())
+		return err
+	}
+	if n == nil {
+		notify.Stopping("stopped during start-up")
+		return nil
+	}
+	shutdown := func(s os.Signal) error {
+		log.Info("draining and stopping", "signal", s.String())
+		notify.Stopping("draining connections and flushing")
+		grace := cfg.Listeners.QUIC.ShutdownGrace.D() + 20*time.Second
+		sctx, scancel := context.WithTimeout(context.Background(), grace)
+		go func() {
+			// A second signal stops at once; the next start recovers.
+			if s2 := <-sigs; s2 != syscall.SIGHUP {
+				log.Warn("second signal: stopping without draining", "signal", s2.String())
+				scancel()
+			}
+		}()
+		err := n.Shutdown(sctx)
+		scancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	}
+	if stopSig != nil {
+		// The start finished before it saw the stop: stop now, as the
+		// signal will not come again.
+		return shutdown(stopSig)
+	}
+	notify.Ready(n.StatusLine(), n.Live)
+	for s := range sigs {
+		if s != syscall.SIGHUP {
+			return shutdown(s)
+		}
+		next, err := loadConfig(cmd, file)
+		if err != nil {
+			log.Error("reload refused: invalid configuration", "err", err)
+			continue
+		}
+		applied, restart, err := n.Reload(next)
+		if err != nil {
+			log.Error("reload failed", "err", err)
+			continue
+		}
+		log.Info("configuration reloaded", "applied", applied, "need_restart", restart)
+	}
+	return nil
+}
+
+// awaitStart waits for the node's start-up to end, stopping it early on
+// SIGTERM or SIGINT (SIGHUP is ignored until the node runs). It returns
+// the started node, with the stop signal when one arrived during start-up
+// (the start may finish before it sees the cancellation: the caller then
+// stops the node at once, since the signal will not come again); a nil
+// node with no error when the start-up was stopped; or the start's error.
+func awaitStart(sigs <-chan os.Signal, started <-chan *node.Node, errc <-chan error, cancel func(), log *slog.Logger) (*node.Node, os.Signal, error) {
+	var stopSig os.Signal
+	for {
 		select {
 		case err := <-errc:
-			notify.Stopping("failed to start: " + err.Error())
-			return err
-		case n = <-started:
+			if stopSig != nil {
+				log.Info("stopped during start-up", "err", err)
+				return nil, nil, nil
+			}
+			return nil, nil, err
+		case n := <-started:
+			return n, stopSig, nil
 		case s := <-sigs:
-			if s != syscall.SIGHUP {
+			if s != syscall.SIGHUP && stopSig == nil {
 				log.Info("stopping during start-up", "signal", s.String())
+				stopSig = s
 				cancel()
 			}
 		}
 	}
-	notify.Ready(n.StatusLine(), n.Live)
-	for s := range sigs {
-		switch s {
-		case syscall.SIGHUP:
-			next, err := loadConfig(cmd, file)
-			if err != nil {
-				log.Error("reload refused: invalid configuration", "err", err)
-				continue
-			}
-			applied, restart, err := n.Reload(next)
-			if err != nil {
-				log.Error("reload failed", "err", err)
-				continue
-			}
-			log.Info("configuration reloaded", "applied", applied, "need_restart", restart)
-		default:
-			log.Info("draining and stopping", "signal", s.String())
-			notify.Stopping("draining connections and flushing")
-			grace := cfg.Listeners.QUIC.ShutdownGrace.D() + 20*time.Second
-			sctx, scancel := context.WithTimeout(context.Background(), grace)
-			go func() {
-				// A second signal stops at once; the next start recovers.
-				if s2 := <-sigs; s2 != syscall.SIGHUP {
-					log.Warn("second signal: stopping without draining", "signal", s2.String())
-					scancel()
-				}
-			}()
-			err := n.Shutdown(sctx)
-			scancel()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			return nil
-		}
-	}
-	return nil
 }
