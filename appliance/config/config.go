@@ -170,6 +170,9 @@ type Flush struct {
 	MaxBatchBytes   Size     `toml:"max_batch_bytes" min:"1" reload:"hot" auto:"true"`
 	MaxInflight     int      `toml:"max_inflight" min:"1" reload:"hot" auto:"true"`
 	SyncConcurrency int      `toml:"sync_concurrency" min:"1" reload:"hot" auto:"true"`
+	// SyncFSMinPartitions is the number of partitions in one flush from
+	// which they share one syncfs of the data filesystem; 0 never does.
+	SyncFSMinPartitions int `toml:"syncfs_min_partitions" min:"0" reload:"hot"`
 }
 
 // Topics is the [topics] section: how topics are created.

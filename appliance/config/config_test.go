@@ -385,7 +385,7 @@ func TestAutoCreateTopics(t *testing.T) {
 func TestReloadable(t *testing.T) {
 	hot := map[string]bool{
 		"flush.mode": true, "flush.max_delay": true, "flush.max_batch_bytes": true,
-		"flush.max_inflight": true, "flush.sync_concurrency": true,
+		"flush.max_inflight": true, "flush.sync_concurrency": true, "flush.syncfs_min_partitions": true,
 		"logging.level": true, "logging.format": true,
 		"log.retention_check_interval": true, "topics.auto_create": true,
 		"disk.hard_watermark": true, "disk.soft_watermark": true, "disk.min_free_bytes": true, "disk.check_interval": true,

@@ -45,7 +45,7 @@ func TestExplain(t *testing.T) {
 			"node.data_dir|\"/var/lib/eddy\"|env EDDY_DATA_DIR|on restart|Directory holding",
 			"node.id|1|built-in|on restart",
 		}, lines: 3},
-		{section: "flush", want: []string{"flush.max_delay|\"36h\"|env EDDY_FLUSH_MAX_DELAY|on reload|Longest"}, lines: 5},
+		{section: "flush", want: []string{"flush.max_delay|\"36h\"|env EDDY_FLUSH_MAX_DELAY|on reload|Longest"}, lines: 6},
 		{section: "listeners", lines: 13},
 		{section: "listeners.quic", want: []string{"listeners.quic.addr|\"\"|flag|on restart"}, lines: 11},
 		{section: "log.retention_ms", want: []string{"log.retention_ms|\"forever\"|file "}, lines: 1},

@@ -580,6 +580,7 @@ func flushConfig(cfg *config.Config) flush.Config {
 	return flush.Config{
 		Mode: mode, MaxDelay: cfg.Flush.MaxDelay.D(), MaxBatchBytes: cfg.Flush.MaxBatchBytes.Int64(),
 		MaxInflight: cfg.Flush.MaxInflight, SyncConcurrency: cfg.Flush.SyncConcurrency,
+		SyncFSMin: cfg.Flush.SyncFSMinPartitions,
 	}
 }
 

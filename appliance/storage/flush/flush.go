@@ -4,7 +4,9 @@
 // append writes its bytes, marks its partition dirty with Add, and (in group
 // mode) waits for the window that covers it. A flush syncs every partition
 // that was dirty when it started, in parallel, then releases that window's
-// waiters with each partition's result.
+// waiters with each partition's result. When a flush covers many
+// partitions (SyncFSMin), those on one filesystem share a single syncfs
+// instead of an fdatasync each.
 //
 // When to flush: at once when no flush is running (an idle node adds no
 // delay), otherwise when the running flush ends, so writes arriving during a
@@ -69,6 +71,10 @@ type Config struct {
 	MaxBatchBytes   int64         // bytes that start a flush beside a running one; default 1 MiB
 	MaxInflight     int           // concurrent flushes; default 2
 	SyncConcurrency int           // parallel syncs per flush; default 8
+	// SyncFSMin is the number of targets in one flush from which those
+	// that can (FSTarget) share one sync of their filesystem instead of
+	// one fdatasync each; 0 never shares.
+	SyncFSMin int
 	// Observer, if set, hears of every flush and every target sync.
 	Observer Observer
 }
@@ -83,6 +89,17 @@ type Observer interface {
 // appended before the call durable.
 type Target interface {
 	Flush() error
+}
+
+// FSTarget is a Target that can share one sync of its whole filesystem
+// with the other targets on it: with many partitions dirty, one syncfs
+// costs far less than an fdatasync per file. BeginFlush captures what a
+// flush starting now covers and returns the filesystem's ID, its sync, and
+// finish, which takes the sync's result and returns the target's (as
+// Flush would); ok false means the target flushes alone with Flush.
+type FSTarget interface {
+	Target
+	BeginFlush() (fs uint64, sync func() error, finish func(error) error, ok bool)
 }
 
 // Window is one flush: the set of targets dirty when it started.
@@ -179,13 +196,13 @@ func (w *Window) fail(err error) {
 }
 
 // Reconfigure changes the bounds of a running committer: MaxDelay,
-// MaxBatchBytes, MaxInflight (at most 64) and SyncConcurrency. The mode
+// MaxBatchBytes, MaxInflight (at most 64), SyncConcurrency and SyncFSMin. The mode
 // cannot change while appends are in flight; a different mode is an error.
 func (c *Committer) Reconfigure(cfg Config) error {
 	if cfg.Mode != c.cfg.Mode {
 		return fmt.Errorf("flush mode %s cannot change to %s without a restart", c.cfg.Mode, cfg.Mode)
 	}
-	if cfg.MaxDelay <= 0 || cfg.MaxBatchBytes <= 0 || cfg.MaxInflight <= 0 || cfg.MaxInflight > 64 || cfg.SyncConcurrency <= 0 {
+	if cfg.MaxDelay <= 0 || cfg.MaxBatchBytes <= 0 || cfg.MaxInflight <= 0 || cfg.MaxInflight > 64 || cfg.SyncConcurrency <= 0 || cfg.SyncFSMin < 0 {
 		return fmt.Errorf("flush bounds out of range: %+v", cfg)
 	}
 	c.tune.Store(&cfg)
@@ -369,37 +386,88 @@ func (c *Committer) flush(w *Window, targets map[Target]struct{}, bytes int64) {
 		close(w.done)
 		return
 	}
-	var mu sync.Mutex
-	sem := make(chan struct{}, c.tune.Load().SyncConcurrency)
-	var wg sync.WaitGroup
+	tune := c.tune.Load()
+	alone := make([]Target, 0, len(targets))
+	var shared map[uint64]*fsGroup
 	for t := range targets {
-		if len(targets) == 1 {
-			w.errs[t] = c.syncOne(t)
-			break
+		if ft, ok := t.(FSTarget); ok && tune.SyncFSMin > 0 && len(targets) >= tune.SyncFSMin {
+			if id, sync, finish, ok := ft.BeginFlush(); ok {
+				if shared == nil {
+					shared = map[uint64]*fsGroup{}
+				}
+				g := shared[id]
+				if g == nil {
+					g = &fsGroup{sync: sync}
+					shared[id] = g
+				}
+				g.members = append(g.members, fsMember{t, finish})
+				continue
+			}
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := c.syncOne(t)
-			<-sem
+		alone = append(alone, t)
+	}
+	if len(alone) == 1 && len(shared) == 0 {
+		w.errs[alone[0]] = c.syncOne(alone[0])
+	} else {
+		var mu sync.Mutex
+		record := func(t Target, err error) {
 			if err != nil {
 				mu.Lock()
 				w.errs[t] = err
 				mu.Unlock()
 			}
-		}()
+		}
+		sem := make(chan struct{}, tune.SyncConcurrency)
+		var wg sync.WaitGroup
+		for _, g := range shared {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := c.syncFS(g.sync)
+				<-sem
+				for _, m := range g.members {
+					record(m.t, m.finish(err))
+				}
+			}()
+		}
+		for _, t := range alone {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := c.syncOne(t)
+				<-sem
+				record(t, err)
+			}()
+		}
+		wg.Wait()
 	}
-	wg.Wait()
 	c.flushes.Add(1)
 	c.flushedBytes.Add(uint64(bytes))
 	close(w.done)
 }
 
-func (c *Committer) syncOne(t Target) error {
+// fsGroup is the targets of one flush that share their filesystem's sync.
+type fsGroup struct {
+	sync    func() error
+	members []fsMember
+}
+
+type fsMember struct {
+	t      Target
+	finish func(error) error
+}
+
+// syncOne flushes one target alone.
+func (c *Committer) syncOne(t Target) error { return c.syncFS(t.Flush) }
+
+// syncFS runs one sync (a target's flush or a shared filesystem sync),
+// counted and observed as one.
+func (c *Committer) syncFS(sync func() error) error {
 	c.syncs.Add(1)
 	t0 := time.Now()
-	err := t.Flush()
+	err := sync()
 	if err != nil {
 		c.syncErrors.Add(1)
 	}

@@ -223,3 +223,93 @@ func TestStalledAndObserved(t *testing.T) {
 		}
 	})
 }
+
+// fsTarget is a target on filesystem fs, whose shared syncs are counted
+// on the filesystem and fail with its err.
+type fsTarget struct {
+	target
+	fs       *fakeFS
+	finished atomic.Int32
+}
+
+type fakeFS struct {
+	id    uint64
+	syncs atomic.Int32
+	err   error
+}
+
+func (t *fsTarget) BeginFlush() (uint64, func() error, func(error) error, bool) {
+	if t.fs == nil {
+		return 0, nil, nil, false
+	}
+	return t.fs.id, func() error { t.fs.syncs.Add(1); return t.fs.err }, func(err error) error {
+		t.finished.Add(1)
+		return err
+	}, true
+}
+
+// TestManyTargetsShareTheirFilesystemSync: a flush of at least SyncFSMin
+// targets syncs each filesystem once for all its targets (each target
+// finished with that sync's result), flushes alone the targets that
+// cannot share, and a smaller flush syncs every target alone.
+func TestManyTargetsShareTheirFilesystemSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := New(Config{Mode: Group, MaxDelay: time.Millisecond, SyncFSMin: 4})
+		defer c.Close()
+		a, b := &fakeFS{id: 1}, &fakeFS{id: 2, err: errors.New("eio on b")}
+		var ts []*fsTarget
+		for i := range 6 {
+			fs := a
+			if i >= 4 {
+				fs = b
+			}
+			ts = append(ts, &fsTarget{fs: fs})
+		}
+		loner := &fsTarget{} // no filesystem sync: flushes alone
+		gate := make(chan struct{})
+		blocker := &target{gate: gate}
+		c.Add(blocker, 1)
+		synctest.Wait() // the next window gathers while this one runs
+		var w *Window
+		for _, tt := range ts {
+			w, _ = c.Add(tt, 1)
+		}
+		c.Add(loner, 1)
+		close(gate)
+		<-w.Done()
+		if a.syncs.Load() != 1 || b.syncs.Load() != 1 {
+			t.Fatalf("filesystem syncs: a %d, b %d; want one each", a.syncs.Load(), b.syncs.Load())
+		}
+		for i, tt := range ts {
+			if tt.finished.Load() != 1 || tt.syncs.Load() != 0 {
+				t.Fatalf("target %d: finished %d times, flushed alone %d times", i, tt.finished.Load(), tt.syncs.Load())
+			}
+			err := w.Err(tt)
+			if (i >= 4) != (err != nil) {
+				t.Fatalf("target %d on filesystem %d: err %v", i, tt.fs.id, err)
+			}
+		}
+		if loner.syncs.Load() != 1 || w.Err(loner) != nil {
+			t.Fatalf("the target without a filesystem sync: %d flushes, err %v", loner.syncs.Load(), w.Err(loner))
+		}
+		// Three targets: below SyncFSMin, each flushes alone.
+		small := []*fsTarget{{fs: a}, {fs: a}, {fs: a}}
+		gate = make(chan struct{})
+		blocker.gate = gate
+		c.Add(blocker, 1)
+		synctest.Wait()
+		for _, tt := range small {
+			w, _ = c.Add(tt, 1)
+		}
+		close(gate)
+		<-w.Done()
+		for i, tt := range small {
+			if tt.syncs.Load() != 1 || tt.finished.Load() != 0 {
+				t.Fatalf("small flush, target %d: %d flushes alone, %d shared", i, tt.syncs.Load(), tt.finished.Load())
+			}
+		}
+		if a.syncs.Load() != 1 {
+			t.Fatalf("a small flush synced the filesystem (%d syncs)", a.syncs.Load())
+		}
+	})
+}

@@ -112,6 +112,42 @@ func (l *Log) Flush() error {
 	}
 	err := seg.Sync()
 	seg.Unref()
+	return l.flushed(end, err)
+}
+
+// BeginFlush is Flush in two parts, for a flush that syncs the whole
+// filesystem once for many logs: it captures what a flush starting now
+// covers and returns the filesystem's ID and its sync; the caller runs
+// the sync (once for every log with that ID) and passes its result to
+// finish, which completes this log's flush and returns its result as
+// Flush would. ok is false when the log cannot take part (it failed, its
+// segment went away, or its file has no filesystem sync): call Flush.
+func (l *Log) BeginFlush() (fs uint64, sync func() error, finish func(error) error, ok bool) {
+	l.mu.RLock()
+	if l.mu.failed != nil {
+		l.mu.RUnlock()
+		return 0, nil, nil, false
+	}
+	seg, end := l.active(), l.mu.leo
+	ok = seg.Ref()
+	l.mu.RUnlock()
+	if !ok {
+		return 0, nil, nil, false
+	}
+	fs, sync, ok = seg.FSSync()
+	if !ok {
+		seg.Unref()
+		return 0, nil, nil, false
+	}
+	return fs, sync, func(err error) error {
+		seg.Unref()
+		return l.flushed(end, err)
+	}, true
+}
+
+// flushed completes a flush that covered the log up to end: a failed sync
+// poisons the log, a good one makes end durable.
+func (l *Log) flushed(end int64, err error) error {
 	if err != nil {
 		l.fail(err)
 		return err

@@ -379,6 +379,27 @@ func (s *Segment) Sync() error {
 	return nil
 }
 
+// FSSync returns the ID of the filesystem holding the segment's log and a
+// sync of that whole filesystem, which makes the log durable as Sync does
+// (and every other file there with it); ok is false when the log's file
+// cannot take part in one.
+func (s *Segment) FSSync() (id uint64, sync func() error, ok bool) {
+	fsy, ok := s.log.(vfs.FSSyncer)
+	if !ok {
+		return 0, nil, false
+	}
+	id, err := fsy.FSID()
+	if err != nil {
+		return 0, nil, false
+	}
+	return id, func() error {
+		if err := fsy.SyncFS(); err != nil {
+			return fmt.Errorf("sync the filesystem of segment %s: %w: %w", Name(s.base, ""), ErrSync, err)
+		}
+		return nil
+	}, true
+}
+
 // Seal finishes the segment when the log rolls: the final time index entry
 // is added, the indexes are written, preallocated space beyond the data is
 // released, and log and indexes are synced. The caller syncs the directory.

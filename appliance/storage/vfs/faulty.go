@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"fmt"
 	"io"
 	"io/fs"
 	"sync/atomic"
@@ -153,4 +154,25 @@ func (f *faultyFile) Preallocate(off, length int64) error { return Preallocate(f
 
 func (f *faultyFile) Fadvise(off, length int64, a Advice) error {
 	return Fadvise(f.File, off, length, a)
+}
+
+// FSID implements FSSyncer when the wrapped file does.
+func (f *faultyFile) FSID() (uint64, error) {
+	if s, ok := f.File.(FSSyncer); ok {
+		return s.FSID()
+	}
+	return 0, fmt.Errorf("%s: %w", f.name, ErrNoSyncFS)
+}
+
+// SyncFS implements FSSyncer; a sync fault injected for this file fails
+// this call as it fails Sync (the wrapped filesystem's later syncs are
+// untouched: no write was really lost).
+func (f *faultyFile) SyncFS() error {
+	if err := f.fs.check(OpSync, f.name, 0); err != nil {
+		return &fs.PathError{Op: "syncfs", Path: f.name, Err: err}
+	}
+	if s, ok := f.File.(FSSyncer); ok {
+		return s.SyncFS()
+	}
+	return fmt.Errorf("%s: %w", f.name, ErrNoSyncFS)
 }

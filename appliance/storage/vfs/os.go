@@ -17,6 +17,7 @@ type osFS struct{}
 
 type osFile struct {
 	*os.File
+	fsh *fsHandle // the filesystem's syncfs handle; nil when there is none
 }
 
 // OSFile returns the *os.File behind f when f comes from the OS filesystem,
@@ -33,7 +34,7 @@ func (osFS) Create(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f}, nil
+	return osFile{f, handleFor(f)}, nil
 }
 
 func (osFS) OpenRW(name string) (File, error) {
@@ -41,7 +42,7 @@ func (osFS) OpenRW(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f}, nil
+	return osFile{f, handleFor(f)}, nil
 }
 
 func (osFS) Open(name string) (File, error) {
@@ -49,7 +50,7 @@ func (osFS) Open(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return osFile{f}, nil
+	return osFile{File: f}, nil
 }
 
 func (osFS) Remove(name string) error              { return os.Remove(name) }

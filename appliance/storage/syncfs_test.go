@@ -1,0 +1,116 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/appliance/storage/flush"
+	"github.com/eddybroker/eddy/appliance/storage/partlog"
+	"github.com/eddybroker/eddy/appliance/storage/vfs"
+)
+
+// TestManyPartitionsShareOneFilesystemSync, on real files: a flush of at
+// least SyncFSMin partitions makes them all durable with one syncfs of
+// their filesystem, counted as one sync; when that sync fails, every
+// partition of the flush gets the error and refuses further appends.
+func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
+	fsys := vfs.NewFaulty(vfs.OS)
+	st, err := Open(fsys, Config{Dir: t.TempDir(), Flush: flush.Config{Mode: flush.Group, MaxDelay: time.Millisecond, SyncFSMin: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const n = 24
+	logs := make([]*partlog.Log, n)
+	for i := range logs {
+		if logs[i], err = st.CreateLog(TopicPartition{"many", int32(i)}, partlog.DefaultConfig("")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	batch, err := record.Build(record.BatchOptions{ProducerID: -1}, []record.Simple{{Value: []byte("durable")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// round holds the first partition's flush at its sync, appends to the
+	// others meanwhile (they gather in the next window), then lets it go,
+	// and returns every partition's result. fail, when set, fails every
+	// sync after the held one.
+	round := func(fail error) []error {
+		gate := make(chan struct{})
+		var held, failing atomic.Bool
+		first := "many-0" + string(filepath.Separator)
+		fsys.SetInjector(func(op vfs.Op) error {
+			if op.Kind != vfs.OpSync {
+				return nil
+			}
+			if strings.Contains(op.Path, first) && held.CompareAndSwap(false, true) {
+				<-gate
+				return nil
+			}
+			if failing.Load() {
+				return fail
+			}
+			return nil
+		})
+		defer fsys.SetInjector(nil)
+		waits := make([]func() error, n)
+		errs := make([]error, n)
+		for i, l := range logs {
+			if _, waits[i], errs[i] = l.AppendAsync(batch, 0); errs[i] != nil {
+				t.Fatalf("append to partition %d: %v", i, errs[i])
+			}
+			if i == 0 {
+				deadline := time.Now().Add(10 * time.Second)
+				for !held.Load() {
+					if time.Now().After(deadline) {
+						t.Fatal("the first flush never reached its sync")
+					}
+					time.Sleep(time.Millisecond) // polling the injector's state, with a deadline
+				}
+			}
+		}
+		failing.Store(fail != nil)
+		close(gate)
+		for i, w := range waits {
+			errs[i] = w()
+		}
+		return errs
+	}
+
+	before := st.Committer().Stats().Syncs
+	for i, err := range round(nil) {
+		if err != nil {
+			t.Fatalf("partition %d: %v", i, err)
+		}
+		if off := logs[i].Offsets(); off.HW != 1 {
+			t.Fatalf("partition %d: high watermark %d after a durable append, want 1", i, off.HW)
+		}
+	}
+	if syncs := st.Committer().Stats().Syncs - before; syncs != 2 {
+		t.Fatalf("%d syncs for one held partition and %d gathered ones, want 2 (one alone, one shared)", syncs, n-1)
+	}
+
+	eio := fmt.Errorf("injected: %w", syscall.EIO)
+	errs := round(eio)
+	for i := 1; i < n; i++ {
+		if !errors.Is(errs[i], syscall.EIO) {
+			t.Fatalf("partition %d after a failed filesystem sync: %v, want EIO", i, errs[i])
+		}
+		if _, err := logs[i].Append(batch, 0); !errors.Is(err, partlog.ErrFailed) {
+			t.Fatalf("partition %d appends after a failed sync: %v", i, err)
+		}
+		if off := logs[i].Offsets(); off.HW != 1 {
+			t.Fatalf("partition %d: high watermark %d moved past what was durable", i, off.HW)
+		}
+	}
+	if errs[0] != nil {
+		t.Fatalf("the partition synced alone before the fault: %v", errs[0])
+	}
+}
