@@ -43,7 +43,7 @@ func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 	// and returns every partition's result. fail, when set, fails every
 	// sync after the held one.
 	round := func(fail error) []error {
-		gate := make(chan struct{})
+		gate, reached := make(chan struct{}), make(chan struct{})
 		var held, failing atomic.Bool
 		first := "many-0" + string(filepath.Separator)
 		fsys.SetInjector(func(op vfs.Op) error {
@@ -51,6 +51,7 @@ func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 				return nil
 			}
 			if strings.Contains(op.Path, first) && held.CompareAndSwap(false, true) {
+				close(reached)
 				<-gate
 				return nil
 			}
@@ -67,12 +68,10 @@ func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 				t.Fatalf("append to partition %d: %v", i, errs[i])
 			}
 			if i == 0 {
-				deadline := time.Now().Add(10 * time.Second)
-				for !held.Load() {
-					if time.Now().After(deadline) {
-						t.Fatal("the first flush never reached its sync")
-					}
-					time.Sleep(time.Millisecond) // polling the injector's state, with a deadline
+				select {
+				case <-reached:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the first flush never reached its sync")
 				}
 			}
 		}

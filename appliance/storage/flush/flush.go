@@ -389,8 +389,9 @@ func (c *Committer) flush(w *Window, targets map[Target]struct{}, bytes int64) {
 	tune := c.tune.Load()
 	alone := make([]Target, 0, len(targets))
 	var shared map[uint64]*fsGroup
+	share := tune.SyncFSMin > 0 && len(targets) >= tune.SyncFSMin
 	for t := range targets {
-		if ft, ok := t.(FSTarget); ok && tune.SyncFSMin > 0 && len(targets) >= tune.SyncFSMin {
+		if ft, ok := t.(FSTarget); ok && share {
 			if id, sync, finish, ok := ft.BeginFlush(); ok {
 				if shared == nil {
 					shared = map[uint64]*fsGroup{}

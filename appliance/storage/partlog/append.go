@@ -98,19 +98,11 @@ func (l *Log) waitDurable(w *flush.Window) error {
 // Flush makes everything appended so far durable; the group committer calls
 // it once per flush window. A failure poisons the log.
 func (l *Log) Flush() error {
-	l.mu.RLock()
-	if l.mu.failed != nil {
-		err := l.mu.failed
-		l.mu.RUnlock()
-		return fmt.Errorf("%w: %w", ErrFailed, err)
+	seg, end, err := l.beginFlush()
+	if seg == nil {
+		return err // failed, or the segment was deleted by truncation (its data is gone, not pending)
 	}
-	seg, end := l.active(), l.mu.leo
-	ok := seg.Ref()
-	l.mu.RUnlock()
-	if !ok {
-		return nil // deleted by truncation; its data is gone, not pending
-	}
-	err := seg.Sync()
+	err = seg.Sync()
 	seg.Unref()
 	return l.flushed(end, err)
 }
@@ -123,19 +115,11 @@ func (l *Log) Flush() error {
 // Flush would. ok is false when the log cannot take part (it failed, its
 // segment went away, or its file has no filesystem sync): call Flush.
 func (l *Log) BeginFlush() (fs uint64, sync func() error, finish func(error) error, ok bool) {
-	l.mu.RLock()
-	if l.mu.failed != nil {
-		l.mu.RUnlock()
+	seg, end, _ := l.beginFlush()
+	if seg == nil {
 		return 0, nil, nil, false
 	}
-	seg, end := l.active(), l.mu.leo
-	ok = seg.Ref()
-	l.mu.RUnlock()
-	if !ok {
-		return 0, nil, nil, false
-	}
-	fs, sync, ok = seg.FSSync()
-	if !ok {
+	if fs, sync, ok = seg.FSSync(); !ok {
 		seg.Unref()
 		return 0, nil, nil, false
 	}
@@ -143,6 +127,22 @@ func (l *Log) BeginFlush() (fs uint64, sync func() error, finish func(error) err
 		seg.Unref()
 		return l.flushed(end, err)
 	}, true
+}
+
+// beginFlush captures what a flush starting now covers: the active
+// segment, referenced (the caller unrefs it), and the log end. seg is nil
+// when the log has failed (err says why) or the segment was deleted.
+func (l *Log) beginFlush() (seg *segment.Segment, end int64, err error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.mu.failed != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrFailed, l.mu.failed)
+	}
+	seg, end = l.active(), l.mu.leo
+	if !seg.Ref() {
+		return nil, 0, nil
+	}
+	return seg, end, nil
 }
 
 // flushed completes a flush that covered the log up to end: a failed sync
