@@ -149,9 +149,6 @@ func ParseResponse(frame []byte, resp kmsg.Response) (int32, error) {
 	return corr, resp.ReadFrom(r.Src)
 }
 
-// produceKey is the API key of Produce, whose frames are recycled.
-const produceKey = 0
-
 // minPooledFrame is the smallest frame read into a recycled buffer: below
 // it, allocating is as cheap as the pool.
 const minPooledFrame = 64 << 10

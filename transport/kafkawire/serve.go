@@ -151,7 +151,7 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 			break
 		}
 		// Only a Produce request's buffer comes back (see Handler).
-		if pooled != nil && int16(binary.BigEndian.Uint16(frame)) == produceKey {
+		if pooled != nil && int16(binary.BigEndian.Uint16(frame)) == kmsg.Produce.Int16() {
 			if it == nil {
 				putFrame(pooled)
 			} else {
