@@ -19,35 +19,42 @@ type Record struct {
 // (0 means DefaultMaxUncompressed). Key, value and header slices alias the
 // batch or the decompression buffer and are valid only during fn.
 func (b Batch) EachRecord(maxUncompressed int, fn func(*Record) error) error {
-	raw := b.Records()
-	if c := b.Codec(); c != CodecNone {
-		var err error
-		raw, err = Decompress(c, raw, maxUncompressed)
-		if err != nil {
-			return err
-		}
+	raw, err := b.Data(maxUncompressed)
+	if err != nil {
+		return err
 	}
+	return b.EachRecordIn(raw, fn)
+}
+
+// Data returns the batch's records section, decompressed (up to
+// maxUncompressed bytes, 0 meaning DefaultMaxUncompressed) when the batch
+// is compressed.
+func (b Batch) Data(maxUncompressed int) ([]byte, error) {
+	if c := b.Codec(); c != CodecNone {
+		return Decompress(c, b.Records(), maxUncompressed)
+	}
+	return b.Records(), nil
+}
+
+// EachRecordIn is EachRecord over raw, the batch's Data: fn's slices alias
+// raw, so they stay valid as long as raw does.
+func (b Batch) EachRecordIn(raw []byte, fn func(*Record) error) error {
 	base, ts := b.BaseOffset(), b.BaseTimestamp()
 	var r Record
 	for n := int32(0); len(raw) > 0; n++ {
 		if n >= b.RecordCount() {
 			return fmt.Errorf("%w: %d bytes after the %d records the header counts", ErrInvalid, len(raw), n)
 		}
-		l, k := binary.Varint(raw)
-		if k <= 0 || l < 0 || int64(k)+l > int64(len(raw)) {
-			return fmt.Errorf("%w: record %d: length runs past the batch", ErrInvalid, n)
-		}
-		span := raw[:k+int(l)]
-		r.Headers = r.Headers[:0]
-		if err := r.Record.UnsafeReadFrom(span); err != nil {
-			return fmt.Errorf("%w: record %d: %v", ErrInvalid, n, err)
+		size, err := DecodeRecord(raw, &r.Record)
+		if err != nil {
+			return fmt.Errorf("%w: record %d: %w", ErrInvalid, n, err)
 		}
 		r.Offset = base + int64(r.OffsetDelta)
 		r.Timestamp = ts + r.TimestampDelta64
 		if err := fn(&r); err != nil {
 			return err
 		}
-		raw = raw[len(span):]
+		raw = raw[size:]
 	}
 	return nil
 }

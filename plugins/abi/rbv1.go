@@ -341,24 +341,8 @@ func (e *Encoder) EncodeInto(dst []byte) []byte {
 	kvOff := recOff + n*RecordSize
 	data := kvOff + len(e.kvs)*HeaderEntrySize
 
-	h := dst[:HeaderSize]
-	le.PutUint32(h[offMagic:], Magic)
-	le.PutUint16(h[offHeaderSize:], HeaderSize)
-	le.PutUint16(h[offABIMinor:], Minor)
-	le.PutUint32(h[offRecordCount:], uint32(n))
-	h[offStage] = byte(e.h.Stage)
-	h[offStage+1] = 0
-	le.PutUint16(h[offFlags:], e.h.Flags)
-	le.PutUint32(h[offTopicOff:], uint32(data))
-	le.PutUint32(h[offTopicLen:], uint32(len(e.h.Topic)))
+	e.h.write(dst, n, size, data)
 	data += copy(dst[data:], e.h.Topic)
-	le.PutUint32(h[offPartition:], e.h.Partition)
-	le.PutUint32(h[offPartitionCount:], e.h.PartitionCount)
-	le.PutUint64(h[offBaseOffset:], uint64(e.h.BaseOffset))
-	le.PutUint64(h[offNowMs:], uint64(e.h.NowMs))
-	le.PutUint32(h[offRecordsOff:], uint32(recOff))
-	le.PutUint32(h[offTotalLen:], uint32(size))
-	le.PutUint64(h[56:], 0)
 
 	put := func(p []byte, b []byte) {
 		if b == nil {
@@ -393,4 +377,26 @@ func (e *Encoder) EncodeInto(dst []byte) []byte {
 		le.PutUint32(p[recRoute:], r.Route)
 	}
 	return dst
+}
+
+// write fills dst's 64-byte header for n records in a buffer of size
+// bytes, the topic at topicOff and the record table at HeaderSize.
+func (h *Header) write(dst []byte, n, size, topicOff int) {
+	p := dst[:HeaderSize]
+	le.PutUint32(p[offMagic:], Magic)
+	le.PutUint16(p[offHeaderSize:], HeaderSize)
+	le.PutUint16(p[offABIMinor:], Minor)
+	le.PutUint32(p[offRecordCount:], uint32(n))
+	p[offStage] = byte(h.Stage)
+	p[offStage+1] = 0
+	le.PutUint16(p[offFlags:], h.Flags)
+	le.PutUint32(p[offTopicOff:], uint32(topicOff))
+	le.PutUint32(p[offTopicLen:], uint32(len(h.Topic)))
+	le.PutUint32(p[offPartition:], h.Partition)
+	le.PutUint32(p[offPartitionCount:], h.PartitionCount)
+	le.PutUint64(p[offBaseOffset:], uint64(h.BaseOffset))
+	le.PutUint64(p[offNowMs:], uint64(h.NowMs))
+	le.PutUint32(p[offRecordsOff:], HeaderSize)
+	le.PutUint32(p[offTotalLen:], uint32(size))
+	le.PutUint64(p[56:], 0)
 }

@@ -66,7 +66,7 @@ func (c *Cleanup) Records(ctx context.Context, batch []byte, partition int32, la
 		}
 		return 0
 	}
-	n, err := c.h.stream(batch, hdr, attrs, func(enc *abi.Encoder, _ int) error {
+	n, err := c.h.stream(batch, hdr, attrs, func(enc *abi.BlockEncoder, _ int) error {
 		if errLatest != nil {
 			return errLatest
 		}

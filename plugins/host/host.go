@@ -23,6 +23,7 @@ package host
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -92,7 +93,7 @@ type Host struct {
 	*sandbox.Engine
 	cfg   Config
 	decs  sync.Pool // *decoded
-	encs  sync.Pool // *abi.Encoder
+	encs  sync.Pool // *abi.BlockEncoder
 	clock func() time.Time
 }
 
@@ -150,10 +151,11 @@ func (h *Host) bind(ctx context.Context, d Digest, kind abi.Kind, config []byte,
 	return p, timeout, nil
 }
 
-// decoded is a batch's records, decoded once; slices alias the batch or
-// its decompressed records.
+// decoded is a batch's records, decoded once; slices alias data, the
+// batch's records section or its decompressed copy.
 type decoded struct {
 	b    record.Batch
+	data []byte
 	recs []decRec
 	hdrs []kmsg.Header
 }
@@ -161,6 +163,7 @@ type decoded struct {
 type decRec struct {
 	offsetDelta  int32
 	attrs        int8
+	length       int32 // the encoded record's length field
 	ts           int64
 	key, value   []byte
 	hdrLo, hdrHi int
@@ -171,15 +174,19 @@ func (h *Host) decode(batch []byte) (*decoded, error) {
 	if err != nil {
 		return nil, err
 	}
+	data, err := b.Data(h.cfg.MaxUncompressed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBatch, err)
+	}
 	d, _ := h.decs.Get().(*decoded)
 	if d == nil {
 		d = &decoded{}
 	}
-	d.b, d.recs, d.hdrs = b, d.recs[:0], d.hdrs[:0]
-	err = b.EachRecord(h.cfg.MaxUncompressed, func(r *record.Record) error {
+	d.b, d.data, d.recs, d.hdrs = b, data, d.recs[:0], d.hdrs[:0]
+	err = b.EachRecordIn(data, func(r *record.Record) error {
 		lo := len(d.hdrs)
 		d.hdrs = append(d.hdrs, r.Headers...)
-		d.recs = append(d.recs, decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, ts: r.Timestamp, key: r.Key, value: r.Value, hdrLo: lo, hdrHi: len(d.hdrs)})
+		d.recs = append(d.recs, decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, length: r.Length, ts: r.Timestamp, key: r.Key, value: r.Value, hdrLo: lo, hdrHi: len(d.hdrs)})
 		return nil
 	})
 	if err != nil {
@@ -192,7 +199,7 @@ func (h *Host) decode(batch []byte) (*decoded, error) {
 func (h *Host) release(d *decoded) {
 	clear(d.recs)
 	clear(d.hdrs)
-	d.b = nil
+	d.b, d.data = nil, nil
 	h.decs.Put(d)
 }
 
@@ -205,52 +212,88 @@ func strBytes(s string) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// chunks feeds the records of d to fn in RBV1 encoders of at most
-// MaxBatchRecords records and about MaxInputBytes bytes; first is the
-// index of the chunk's first record.
-func (h *Host) chunks(d *decoded, hdr abi.Header, attrs func(i int) uint32, fn func(enc *abi.Encoder, first int) error) error {
-	enc, _ := h.encs.Get().(*abi.Encoder)
+// chunker feeds records to fn in RBV1 buffers of at most MaxBatchRecords
+// records and MaxInputBytes bytes. The buffers are BlockEncoders over the
+// batch's records section: each call copies the section's bytes its
+// records span once, whole.
+type chunker struct {
+	h     *Host
+	enc   *abi.BlockEncoder
+	fn    func(enc *abi.BlockEncoder, first int) error
+	attrs func(i int) uint32
+	first int
+}
+
+func (h *Host) chunker(hdr abi.Header, data []byte, attrs func(i int) uint32, fn func(enc *abi.BlockEncoder, first int) error) *chunker {
+	enc, _ := h.encs.Get().(*abi.BlockEncoder)
 	if enc == nil {
-		enc = &abi.Encoder{}
+		enc = &abi.BlockEncoder{}
 	}
-	defer h.encs.Put(enc)
-	var kvs []abi.KV
-	first := 0
-	for _, r := range d.recs {
-		if r.hdrHi > r.hdrLo {
-			hdr.Flags |= abi.FlagHeaders
-			break
+	enc.Reset(hdr, data)
+	return &chunker{h: h, enc: enc, fn: fn, attrs: attrs}
+}
+
+// add adds record i; length is its encoded length field, which bounds
+// what it adds to the data area.
+func (c *chunker) add(i int, offsetDelta int32, kattrs int8, length int32, ts int64, key, value []byte, hdrs []kmsg.Header) error {
+	enc := c.enc
+	size := abi.RecordSize + len(hdrs)*abi.HeaderEntrySize + binary.MaxVarintLen32 + int(length)
+	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.Size()+size > c.h.cfg.MaxInputBytes) {
+		if err := c.fn(enc, c.first); err != nil {
+			return err
+		}
+		enc.Restart()
+		c.first = i
+	}
+	a := uint32(uint8(kattrs))
+	if value == nil {
+		a |= abi.AttrTombstone
+	}
+	if c.attrs != nil {
+		a |= c.attrs(i)
+	}
+	if len(hdrs) > 0 {
+		if h := enc.Header(); h.Flags&abi.FlagHeaders == 0 {
+			h.Flags |= abi.FlagHeaders
+			enc.SetHeader(h)
 		}
 	}
-	enc.Reset(hdr)
-	for i := range d.recs {
-		r := &d.recs[i]
-		kvs = kvs[:0]
-		size := abi.RecordSize + len(r.key) + len(r.value)
-		for _, kh := range d.hdrs[r.hdrLo:r.hdrHi] {
-			kvs = append(kvs, abi.KV{Key: strBytes(kh.Key), Value: kh.Value})
-			size += abi.HeaderEntrySize + len(kh.Key) + len(kh.Value)
-		}
-		if enc.Len() > 0 && (enc.Len() >= h.cfg.MaxBatchRecords || enc.Size()+size > h.cfg.MaxInputBytes) {
-			if err := fn(enc, first); err != nil {
-				return err
-			}
-			enc.Reset(hdr)
-			first = i
-		}
-		a := uint32(uint8(r.attrs))
-		if r.value == nil {
-			a |= abi.AttrTombstone
-		}
-		if attrs != nil {
-			a |= attrs(i)
-		}
-		enc.Add(abi.Entry{OffsetDelta: uint32(r.offsetDelta), Attrs: a, Timestamp: r.ts, Key: r.key, Value: r.value, Headers: kvs, SourceIndex: uint32(i - first)})
-	}
-	if enc.Len() > 0 || len(d.recs) == 0 {
-		return fn(enc, first)
+	enc.AddRecord(uint32(offsetDelta), a, ts, key, value, uint32(i-c.first))
+	for _, kh := range hdrs {
+		enc.AddHeader(strBytes(kh.Key), kh.Value)
 	}
 	return nil
+}
+
+// finish hands over the last chunk (an empty one when the batch had no
+// records) and releases the encoder.
+func (c *chunker) finish(total int) error {
+	defer c.release()
+	if c.enc.Len() > 0 || total == 0 {
+		return c.fn(c.enc, c.first)
+	}
+	return nil
+}
+
+// release returns the encoder to the pool, dropping its reference to the
+// batch.
+func (c *chunker) release() {
+	c.enc.Reset(abi.Header{}, nil)
+	c.h.encs.Put(c.enc)
+}
+
+// chunks feeds the records of d to fn in chunks (see chunker); first is
+// the index of the chunk's first record.
+func (h *Host) chunks(d *decoded, hdr abi.Header, attrs func(i int) uint32, fn func(enc *abi.BlockEncoder, first int) error) error {
+	c := h.chunker(hdr, d.data, attrs, fn)
+	for i := range d.recs {
+		r := &d.recs[i]
+		if err := c.add(i, r.offsetDelta, r.attrs, r.length, r.ts, r.key, r.value, d.hdrs[r.hdrLo:r.hdrHi]); err != nil {
+			c.release()
+			return err
+		}
+	}
+	return c.finish(len(d.recs))
 }
 
 func (h *Host) header(stage abi.Stage, topic string, partition, count int32, b record.Batch, assigned bool) abi.Header {
@@ -277,54 +320,26 @@ func checkBatch(batch []byte) (record.Batch, error) {
 	return b, nil
 }
 
-// stream decodes batch and feeds its records straight into RBV1 chunks
-// (see chunks), for the kinds that need nothing of the records afterwards.
-func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs func(i int) uint32, fn func(enc *abi.Encoder, first int) error) (int, error) {
+// stream decodes batch and feeds its records straight into chunks (see
+// chunker), for the kinds that need nothing of the records afterwards.
+func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs func(i int) uint32, fn func(enc *abi.BlockEncoder, first int) error) (int, error) {
 	b, err := checkBatch(batch)
 	if err != nil {
 		return 0, err
 	}
-	enc, _ := h.encs.Get().(*abi.Encoder)
-	if enc == nil {
-		enc = &abi.Encoder{}
+	data, err := b.Data(h.cfg.MaxUncompressed)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBatch, err)
 	}
-	defer h.encs.Put(enc)
-	var kvs []abi.KV
-	first, i := 0, 0
-	enc.Reset(hdr(b))
-	err = b.EachRecord(h.cfg.MaxUncompressed, func(r *record.Record) error {
-		kvs = kvs[:0]
-		size := abi.RecordSize + len(r.Key) + len(r.Value)
-		for _, kh := range r.Headers {
-			kvs = append(kvs, abi.KV{Key: strBytes(kh.Key), Value: kh.Value})
-			size += abi.HeaderEntrySize + len(kh.Key) + len(kh.Value)
-		}
-		if enc.Len() > 0 && (enc.Len() >= h.cfg.MaxBatchRecords || enc.Size()+size > h.cfg.MaxInputBytes) {
-			if err := fn(enc, first); err != nil {
-				return err
-			}
-			enc.Reset(enc.Header())
-			first = i
-		}
-		a := uint32(uint8(r.Attributes))
-		if r.Value == nil {
-			a |= abi.AttrTombstone
-		}
-		if attrs != nil {
-			a |= attrs(i)
-		}
-		if len(kvs) > 0 {
-			h := enc.Header()
-			if h.Flags&abi.FlagHeaders == 0 {
-				h.Flags |= abi.FlagHeaders
-				enc.SetHeader(h)
-			}
-		}
-		enc.Add(abi.Entry{OffsetDelta: uint32(r.OffsetDelta), Attrs: a, Timestamp: r.Timestamp, Key: r.Key, Value: r.Value, Headers: kvs, SourceIndex: uint32(i - first)})
+	c := h.chunker(hdr(b), data, attrs, fn)
+	i := 0
+	err = b.EachRecordIn(data, func(r *record.Record) error {
+		err := c.add(i, r.OffsetDelta, r.Attributes, r.Length, r.Timestamp, r.Key, r.Value, r.Headers)
 		i++
-		return nil
+		return err
 	})
 	if err != nil {
+		c.release()
 		var ce *sandbox.CallError
 		if errors.As(err, &ce) {
 			return 0, err
@@ -334,10 +349,8 @@ func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs fun
 		}
 		return 0, err
 	}
-	if enc.Len() > 0 || i == 0 {
-		if err := fn(enc, first); err != nil {
-			return 0, err
-		}
+	if err := c.finish(i); err != nil {
+		return 0, err
 	}
 	return i, nil
 }
@@ -385,7 +398,7 @@ func (p *Partitioner) Partition(ctx context.Context, batch []byte, numPartitions
 		out = make([]int32, 0, max(b.RecordCount(), 0))
 		return p.h.header(abi.StagePartition, p.o.Topic, -1, numPartitions, b, false)
 	}
-	_, err := p.h.stream(batch, hdr, nil, func(enc *abi.Encoder, _ int) error {
+	_, err := p.h.stream(batch, hdr, nil, func(enc *abi.BlockEncoder, _ int) error {
 		var err error
 		buf, err = p.pool.Partition(ctx, p.timeout, enc, buf)
 		out = append(out, buf...)

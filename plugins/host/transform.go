@@ -92,7 +92,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 	var res Result
 	changed := false
 	lim := sandbox.OutputLimits{Routes: t.o.Routes, MaxRecordBytes: t.o.MaxRecordBytes}
-	err = t.h.chunks(d, hdr, nil, func(enc *abi.Encoder, first int) error {
+	err = t.h.chunks(d, hdr, nil, func(enc *abi.BlockEncoder, first int) error {
 		return t.pool.Transform(ctx, t.timeout, enc, lim, func(out sandbox.TransformOutput) error {
 			if out.Message != "" {
 				res.Message = out.Message

@@ -132,7 +132,7 @@ func doPartition(in []byte, outFor func(n int) []byte) (status int32) {
 	pc := b.PartitionCount()
 	fn := handlers.partition
 	for i := 0; i < n; i++ {
-		p, err := fn(Record{v: b.v.Record(i), b: &b, i: i}, pc)
+		p, err := fn(Record{b: &b, i: i}, pc)
 		if err != nil {
 			return fail(fmt.Errorf("record %d: %w", i, err), CodeError)
 		}
@@ -166,7 +166,7 @@ func doTransform(in []byte, outFor func(n int) []byte) (status int32) {
 	fn := handlers.transform
 	for i := 0; i < n; i++ {
 		w.index, w.count = i, 0
-		d, err := fn(Record{v: b.v.Record(i), b: &b, i: i}, w)
+		d, err := fn(Record{b: &b, i: i}, w)
 		if err != nil {
 			return fail(fmt.Errorf("record %d: %w", i, err), CodeError)
 		}
@@ -228,7 +228,7 @@ func doCleanupRecords(in []byte, outFor func(n int) []byte) (status int32) {
 		d := CleanupDefault
 		if fn != nil {
 			var err error
-			d, err = fn(Record{v: b.v.Record(i), b: &b, i: i})
+			d, err = fn(Record{b: &b, i: i})
 			if err != nil {
 				return fail(fmt.Errorf("record %d: %w", i, err), CodeError)
 			}

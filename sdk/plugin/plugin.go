@@ -109,7 +109,7 @@ type Batch struct {
 func (b *Batch) Len() int { return b.v.Len() }
 
 // Record returns the i-th record.
-func (b *Batch) Record(i int) Record { return Record{v: b.v.Record(i), b: b, i: i} }
+func (b *Batch) Record(i int) Record { return Record{b: b, i: i} }
 
 // All iterates over the records.
 func (b *Batch) All() iter.Seq[Record] {
@@ -146,12 +146,16 @@ func (b *Batch) BaseOffset() int64 { return b.v.BaseOffset() }
 // the clock plugins use (a guest's own clock is fake).
 func (b *Batch) NowMs() int64 { return b.v.NowMs() }
 
-// Record is one record of the input, read in place.
+// Record is one record of the input, read in place. It is two words, so
+// handing it to a handler costs little (arguments travel through memory in
+// Go compiled to WebAssembly).
 type Record struct {
-	v abi.RecordView
 	b *Batch
 	i int
 }
+
+// v returns the record's entry in the input.
+func (r Record) v() abi.RecordView { return r.b.v.Record(r.i) }
 
 // Index returns the record's position in the batch.
 func (r Record) Index() int { return r.i }
@@ -160,13 +164,13 @@ func (r Record) Index() int { return r.i }
 func (r Record) Batch() *Batch { return r.b }
 
 // Key returns the key, nil when null. It aliases the input.
-func (r Record) Key() []byte { return r.v.Key() }
+func (r Record) Key() []byte { return r.v().Key() }
 
 // Value returns the value, nil when null. It aliases the input.
-func (r Record) Value() []byte { return r.v.Value() }
+func (r Record) Value() []byte { return r.v().Value() }
 
 // Timestamp returns the timestamp in Unix milliseconds.
-func (r Record) Timestamp() int64 { return r.v.Timestamp() }
+func (r Record) Timestamp() int64 { return r.v().Timestamp() }
 
 // Offset returns the record's offset, -1 when offsets are not yet assigned
 // (produce path, partitioners).
@@ -174,30 +178,30 @@ func (r Record) Offset() int64 {
 	if r.b.v.Flags()&abi.FlagOffsetsAssigned == 0 {
 		return -1
 	}
-	return r.b.v.BaseOffset() + int64(r.v.OffsetDelta())
+	return r.b.v.BaseOffset() + int64(r.v().OffsetDelta())
 }
 
 // Attrs returns the Kafka record attributes plus the host bits.
-func (r Record) Attrs() uint32 { return r.v.Attrs() }
+func (r Record) Attrs() uint32 { return r.v().Attrs() }
 
 // IsTombstone reports whether the value is null.
-func (r Record) IsTombstone() bool { return r.v.ValueIsNull() }
+func (r Record) IsTombstone() bool { return r.v().ValueIsNull() }
 
 // IsLatestForKey reports, in a cleanup records pass, whether this is the
 // latest record for its key.
-func (r Record) IsLatestForKey() bool { return r.v.Attrs()&abi.AttrLatestForKey != 0 }
+func (r Record) IsLatestForKey() bool { return r.v().Attrs()&abi.AttrLatestForKey != 0 }
 
 // HeaderCount returns the number of headers.
-func (r Record) HeaderCount() int { return r.v.HeaderCount() }
+func (r Record) HeaderCount() int { return r.v().HeaderCount() }
 
 // HeaderAt returns the i-th header; a null value is nil.
-func (r Record) HeaderAt(i int) (key, value []byte) { return r.v.Header(i) }
+func (r Record) HeaderAt(i int) (key, value []byte) { return r.v().Header(i) }
 
 // Headers iterates over the headers in order.
 func (r Record) Headers() iter.Seq2[[]byte, []byte] {
 	return func(yield func([]byte, []byte) bool) {
-		for i := 0; i < r.v.HeaderCount(); i++ {
-			if !yield(r.v.Header(i)) {
+		for i := 0; i < r.v().HeaderCount(); i++ {
+			if !yield(r.v().Header(i)) {
 				return
 			}
 		}
@@ -206,8 +210,8 @@ func (r Record) Headers() iter.Seq2[[]byte, []byte] {
 
 // Header returns the value of the first header named key.
 func (r Record) Header(key string) ([]byte, bool) {
-	for i := 0; i < r.v.HeaderCount(); i++ {
-		if k, v := r.v.Header(i); string(k) == key {
+	for i := 0; i < r.v().HeaderCount(); i++ {
+		if k, v := r.v().Header(i); string(k) == key {
 			return v, true
 		}
 	}
@@ -218,8 +222,8 @@ func (r Record) Header(key string) ([]byte, bool) {
 // input), ready to be changed and written.
 func (r Record) Output() Output {
 	o := Output{Key: r.Key(), Value: r.Value(), Timestamp: r.Timestamp()}
-	for i := 0; i < r.v.HeaderCount(); i++ {
-		k, v := r.v.Header(i)
+	for i := 0; i < r.v().HeaderCount(); i++ {
+		k, v := r.v().Header(i)
 		o.Headers = append(o.Headers, Header{Key: k, Value: v})
 	}
 	return o
@@ -291,8 +295,8 @@ func (w *Writer) Alloc(n int) []byte { return w.arena.alloc(n) }
 // handler returns (Alloc'd or input bytes qualify).
 func (w *Writer) WriteWithValue(r Record, value []byte) {
 	w.kvs = w.kvs[:0]
-	for i := 0; i < r.v.HeaderCount(); i++ {
-		k, v := r.v.Header(i)
+	for i := 0; i < r.v().HeaderCount(); i++ {
+		k, v := r.v().Header(i)
 		w.kvs = append(w.kvs, abi.KV{Key: k, Value: v})
 	}
 	w.enc.Add(abi.Entry{Timestamp: r.Timestamp(), Key: r.Key(), Value: value, Headers: w.kvs, SourceIndex: uint32(w.index)})
@@ -337,5 +341,8 @@ func KafkaPartition(key []byte, n int32) int32 {
 	if key == nil || n <= 0 {
 		return DefaultPartition
 	}
-	return abi.KafkaPartition(key, n)
+	// abi.KafkaPartition spelled out, so that this function inlines and
+	// a partitioner makes one call per record, to Murmur2: calls are the
+	// dearest instructions of Go compiled to WebAssembly.
+	return int32(uint32(abi.Murmur2(key))&0x7fffffff) % n
 }

@@ -14,7 +14,7 @@ import (
 // set) and returns one value per record: 0..N-1, -1 for the built-in
 // partitioner or -2 to reject the record. Any other value fails the call.
 // dst is reused when large enough.
-func (p *Pool) Partition(ctx context.Context, timeout time.Duration, in *abi.Encoder, dst []int32) ([]int32, error) {
+func (p *Pool) Partition(ctx context.Context, timeout time.Duration, in abi.Input, dst []int32) ([]int32, error) {
 	n := in.Len()
 	parts := in.Header().PartitionCount
 	dst = resize(dst, n)
@@ -85,7 +85,7 @@ type TransformOutput struct {
 // (bounds, source_index order, routes, counts, sizes, a Replaced record has
 // outputs) and hands them to fn while the instance is held. An error from
 // fn fails the call like invalid output.
-func (p *Pool) Transform(ctx context.Context, timeout time.Duration, in *abi.Encoder, lim OutputLimits, fn func(TransformOutput) error) error {
+func (p *Pool) Transform(ctx context.Context, timeout time.Duration, in abi.Input, lim OutputLimits, fn func(TransformOutput) error) error {
 	n := in.Len()
 	if lim.MaxBytes <= 0 {
 		lim.MaxBytes = abi.DefaultMaxOutputBytes
@@ -215,7 +215,7 @@ func (p *Pool) CleanupSegment(ctx context.Context, timeout time.Duration, meta a
 
 // CleanupRecords runs eddy_cleanup_records over in (stage cleanup, the
 // host bits set in attrs) and returns one decision per record.
-func (p *Pool) CleanupRecords(ctx context.Context, timeout time.Duration, in *abi.Encoder, dst []abi.KeepDecision) ([]abi.KeepDecision, error) {
+func (p *Pool) CleanupRecords(ctx context.Context, timeout time.Duration, in abi.Input, dst []abi.KeepDecision) ([]abi.KeepDecision, error) {
 	n := in.Len()
 	dst = resize(dst, n)
 	err := p.do(ctx, abi.ExportCleanupRecords, timeout, n, func(cctx context.Context, inst *instance) error {
@@ -250,7 +250,7 @@ func le32(b []byte) uint32 {
 
 // callPerRecord writes the RBV1 input, calls fn(in_ptr, in_len, out_ptr)
 // and returns the width bytes per record the guest wrote at out_ptr.
-func (inst *instance) callPerRecord(ctx context.Context, fn api.Function, in *abi.Encoder, n, width int) ([]byte, error) {
+func (inst *instance) callPerRecord(ctx context.Context, fn api.Function, in abi.Input, n, width int) ([]byte, error) {
 	ptr, size, err := inst.writeInput(ctx, in)
 	if err != nil {
 		return nil, err

@@ -328,7 +328,7 @@ func (in *instance) buffer(ctx context.Context, ptr, capacity *uint32, need uint
 
 // writeInput encodes enc into the input arena and returns its address
 // and size.
-func (in *instance) writeInput(ctx context.Context, enc *abi.Encoder) (uint32, uint32, error) {
+func (in *instance) writeInput(ctx context.Context, enc abi.Input) (uint32, uint32, error) {
 	size := enc.Size()
 	if size > abi.MaxBufferSize {
 		return 0, 0, fmt.Errorf("input of %d bytes exceeds the %d-byte RBV1 limit", size, abi.MaxBufferSize)

@@ -5,7 +5,7 @@
 // per-call deadlines, output validation, a circuit breaker per pool, and
 // bounded, rate-limited capture of plugin logs, stdout and stderr.
 //
-// It speaks RBV1 buffers (abi.Encoder in, validated views out) and knows
+// It speaks RBV1 buffers (abi.Input in, validated views out) and knows
 // nothing of Kafka record batches; package plugins/host adapts it to the
 // broker's RecordBatch v2 and sdk/plugin/plugintest to plugin tests.
 //
