@@ -100,11 +100,22 @@ func JSONEach(doc []byte, fn func(key []byte, start, end int) bool) bool {
 			return false
 		}
 		ks := i + 1
-		if i = stringEnd(doc, ks); i < 0 {
+		// Keys are short: one inline pass finds the closing quote and
+		// any escape, without a call.
+		esc := false
+		for i = ks; i < n && i < ks+shortString && doc[i] != '"'; i++ {
+			esc = esc || doc[i] == '\\'
+		}
+		if esc || i == ks+shortString {
+			if i = stringEnd(doc, ks); i < 0 {
+				return false
+			}
+			esc = bytes.IndexByte(doc[ks:i], '\\') >= 0
+		} else if i >= n {
 			return false
 		}
 		key := doc[ks:i]
-		if bytes.IndexByte(key, '\\') >= 0 {
+		if esc {
 			s, err := strconv.Unquote(string(doc[ks-1 : i+1]))
 			if err != nil {
 				return false
@@ -188,7 +199,28 @@ func JSONEach(doc []byte, fn func(key []byte, start, end int) bool) bool {
 // when doc ends first. A quote is escaped when an odd run of backslashes
 // precedes it.
 func stringEnd(doc []byte, start int) int {
-	for i := start; ; {
+	// Short strings end before IndexByte's call would pay for itself.
+	for i := start; i < len(doc) && i < start+shortString; i++ {
+		switch doc[i] {
+		case '"':
+			return i
+		case '\\':
+			return stringEndFrom(doc, start, start)
+		}
+	}
+	return stringEndFrom(doc, start, start+shortString)
+}
+
+// shortString is how many bytes the scanner compares inline before it
+// hands a string to IndexByte.
+const shortString = 16
+
+// stringEndFrom is stringEnd searching from doc[from:].
+func stringEndFrom(doc []byte, start, from int) int {
+	if from > len(doc) {
+		return -1
+	}
+	for i := from; ; {
 		q := bytes.IndexByte(doc[i:], '"')
 		if q < 0 {
 			return -1

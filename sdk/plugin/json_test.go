@@ -6,7 +6,7 @@ import (
 )
 
 func TestJSONField(t *testing.T) {
-	doc := []byte(` { "a" : 1, "site_id":"s-42", "nested": {"site_id": "no"}, "arr":[1,"]",{}], "esc\u0061": "x\"y", "t":true } `)
+	doc := []byte(` { "a" : 1, "site_id":"s-42", "nested": {"site_id": "no"}, "arr":[1,"]",{}], "esc\u0061": "x\"y", "t":true, "a_key_longer_than_sixteen":"a value longer than sixteen \" with a quote", "long\u005fkey_escaped_after_sixteen":2 } `)
 	cases := []struct {
 		name, raw string
 		ok        bool
@@ -17,6 +17,8 @@ func TestJSONField(t *testing.T) {
 		{"arr", `[1,"]",{}]`, true},
 		{"esca", `"x\"y"`, true},
 		{"t", "true", true},
+		{"a_key_longer_than_sixteen", `"a value longer than sixteen \" with a quote"`, true},
+		{"long_key_escaped_after_sixteen", "2", true},
 		{"missing", "", false},
 	}
 	for _, c := range cases {
