@@ -155,3 +155,15 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
 	})
 }
+
+// TestAppendRecordMatchesKmsg encodes records byte for byte as kmsg does.
+func TestAppendRecordMatchesKmsg(t *testing.T) {
+	for i, r := range decodeSeeds {
+		r.Attributes = 0
+		want := encodeRecord(r)
+		got := AppendRecord([]byte("prefix"), r.TimestampDelta64, r.OffsetDelta, r.Key, r.Value, r.Headers)
+		if !bytes.Equal(got[len("prefix"):], want) {
+			t.Fatalf("record %d: encoded\n%x\nwant\n%x", i, got[len("prefix"):], want)
+		}
+	}
+}

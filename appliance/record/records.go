@@ -111,36 +111,94 @@ func Build(opts BatchOptions, recs []Simple) ([]byte, error) {
 	return BuildRaw(opts, raw, int32(len(recs)), delta, maxTS)
 }
 
-// BuildRaw wraps already encoded, uncompressed records into a batch,
-// compressing them with opts.Codec.
+// BuildRaw wraps raw, encoded records, in a RecordBatch v2 with a correct
+// length and CRC (compressing them when opts.Codec says so).
 func BuildRaw(opts BatchOptions, raw []byte, count, lastOffsetDelta int32, maxTimestamp int64) ([]byte, error) {
+	buf := make([]byte, HeaderSize, HeaderSize+len(raw))
+	return BuildInto(opts, append(buf, raw...), count, lastOffsetDelta, maxTimestamp)
+}
+
+// BuildInto completes a RecordBatch v2 in buf, which holds HeaderSize
+// reserved bytes followed by the encoded records (AppendRecord): it writes
+// the header, length and CRC in place, without copying the records unless
+// opts.Codec asks for compression.
+func BuildInto(opts BatchOptions, buf []byte, count, lastOffsetDelta int32, maxTimestamp int64) ([]byte, error) {
+	if len(buf) < HeaderSize {
+		return nil, fmt.Errorf("build batch: %d bytes, shorter than the %d reserved for the header", len(buf), HeaderSize)
+	}
 	if opts.Codec != CodecNone {
-		var err error
-		raw, err = Compress(opts.Codec, raw)
+		raw, err := Compress(opts.Codec, buf[HeaderSize:])
 		if err != nil {
 			return nil, err
 		}
+		buf = append(buf[:HeaderSize:HeaderSize], raw...)
 	}
 	attrs := opts.Attributes&^AttrCodecMask | int16(opts.Codec)
 	if opts.DeleteHorizon {
 		attrs |= AttrDeleteHorizon
 	}
-	kb := kmsg.RecordBatch{
-		FirstOffset:          opts.BaseOffset,
-		Length:               int32(HeaderSize - LengthFieldEnd + len(raw)),
-		PartitionLeaderEpoch: opts.LeaderEpoch,
-		Magic:                2,
-		Attributes:           attrs,
-		LastOffsetDelta:      lastOffsetDelta,
-		FirstTimestamp:       opts.BaseTimestamp,
-		MaxTimestamp:         maxTimestamp,
-		ProducerID:           opts.ProducerID,
-		ProducerEpoch:        opts.ProducerEpoch,
-		FirstSequence:        opts.BaseSequence,
-		NumRecords:           count,
-		Records:              raw,
-	}
-	out := Batch(kb.AppendTo(nil))
+	be := binary.BigEndian
+	be.PutUint64(buf[offBaseOffset:], uint64(opts.BaseOffset))
+	be.PutUint32(buf[offLength:], uint32(len(buf)-LengthFieldEnd))
+	be.PutUint32(buf[offLeaderEpoch:], uint32(opts.LeaderEpoch))
+	buf[offMagic] = 2
+	be.PutUint16(buf[offAttributes:], uint16(attrs))
+	be.PutUint32(buf[offLastDelta:], uint32(lastOffsetDelta))
+	be.PutUint64(buf[offBaseTimestamp:], uint64(opts.BaseTimestamp))
+	be.PutUint64(buf[offMaxTimestamp:], uint64(maxTimestamp))
+	be.PutUint64(buf[offProducerID:], uint64(opts.ProducerID))
+	be.PutUint16(buf[offProducerEpoch:], uint16(opts.ProducerEpoch))
+	be.PutUint32(buf[offBaseSequence:], uint32(opts.BaseSequence))
+	be.PutUint32(buf[offRecordCount:], uint32(count))
+	out := Batch(buf)
 	out.UpdateCRC()
 	return out, nil
+}
+
+// AppendRecord appends one encoded record, its length prefix included, to
+// dst (attributes 0, as Kafka writes them).
+func AppendRecord(dst []byte, tsDelta int64, offsetDelta int32, key, value []byte, headers []kmsg.Header) []byte {
+	n := 1 + varintLen(tsDelta) + varintLen(int64(offsetDelta)) + fieldLen(key) + fieldLen(value) + varintLen(int64(len(headers)))
+	for _, h := range headers {
+		n += varintLen(int64(len(h.Key))) + len(h.Key) + fieldLen(h.Value)
+	}
+	dst = binary.AppendVarint(dst, int64(n))
+	dst = append(dst, 0)
+	dst = binary.AppendVarint(dst, tsDelta)
+	dst = binary.AppendVarint(dst, int64(offsetDelta))
+	dst = appendField(dst, key)
+	dst = appendField(dst, value)
+	dst = binary.AppendVarint(dst, int64(len(headers)))
+	for _, h := range headers {
+		dst = binary.AppendVarint(dst, int64(len(h.Key)))
+		dst = append(dst, h.Key...)
+		dst = appendField(dst, h.Value)
+	}
+	return dst
+}
+
+// varintLen is the size of x as a zigzag varint.
+func varintLen(x int64) int {
+	u := uint64(x<<1) ^ uint64(x>>63)
+	n := 1
+	for u >= 0x80 {
+		u >>= 7
+		n++
+	}
+	return n
+}
+
+// fieldLen is the size of a length-prefixed field; nil is null (-1).
+func fieldLen(b []byte) int {
+	if b == nil {
+		return 1
+	}
+	return varintLen(int64(len(b))) + len(b)
+}
+
+func appendField(dst, b []byte) []byte {
+	if b == nil {
+		return binary.AppendVarint(dst, -1)
+	}
+	return append(binary.AppendVarint(dst, int64(len(b))), b...)
 }

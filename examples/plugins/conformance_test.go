@@ -110,12 +110,12 @@ func (b corpusBatch) batch() plugintest.Batch {
 
 var stages = map[string]abi.Stage{"": abi.StageProduce, "produce": abi.StageProduce, "fetch": abi.StageFetch, "federate": abi.StageFederate}
 
-// asMurmur2 returns the AssemblyScript example: built with npm when node
-// is installed (and then checked against the committed copy, so the copy
-// cannot go stale), else the committed build.
-func asMurmur2(t *testing.T) string {
-	committed := filepath.Join("testdata", "as-murmur2.wasm")
-	path, err := plugintest.BuildAssemblyScript("as-murmur2", filepath.Join("build", "as-murmur2.wasm"))
+// asPlugin returns the AssemblyScript example name: built with npm when
+// node is installed (and then checked against the committed copy, so the
+// copy cannot go stale), else the committed build.
+func asPlugin(t *testing.T, name string) string {
+	committed := filepath.Join("testdata", name+".wasm")
+	path, err := plugintest.BuildAssemblyScript(name, filepath.Join("build", name+".wasm"))
 	if errors.Is(err, plugintest.ErrNoNode) {
 		t.Logf("npm is not installed: using the committed %s", committed)
 		return committed
@@ -128,7 +128,7 @@ func asMurmur2(t *testing.T) string {
 		t.Fatal(err)
 	}
 	old, err := os.ReadFile(committed)
-	if err != nil {
+	if err != nil && !*update {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(fresh, old) {
@@ -137,15 +137,15 @@ func asMurmur2(t *testing.T) string {
 				t.Fatal(err)
 			}
 		} else {
-			t.Fatalf("%s differs from a fresh build of as-murmur2; run go test -update", committed)
+			t.Fatalf("%s differs from a fresh build of %s; run go test -update", committed, name)
 		}
 	}
 	return path
 }
 
 func wasmFor(t *testing.T, name string) string {
-	if name == "as-murmur2" {
-		return asMurmur2(t)
+	if strings.HasPrefix(name, "as-") {
+		return asPlugin(t, name)
 	}
 	return plugintest.BuildGo(t, name)
 }
@@ -241,7 +241,7 @@ func TestConformanceCorpus(t *testing.T) {
 			}
 		})
 	}
-	for _, p := range []string{"murmur2", "as-murmur2", "jsonfield", "filter", "cleanup"} {
+	for _, p := range []string{"murmur2", "as-murmur2", "jsonfield", "filter", "as-filter", "cleanup"} {
 		if !covered[p] {
 			t.Errorf("no corpus case runs %s", p)
 		}

@@ -40,7 +40,12 @@ func BenchmarkPartitionMurmur2(b *testing.B) {
 // (the committed build) for comparison with the Go guest.
 func BenchmarkPartitionASMurmur2(b *testing.B) {
 	h := newHost(b, nil)
-	wasm, err := os.ReadFile("../../examples/plugins/testdata/as-murmur2.wasm")
+	benchPartitioner(b, h, committed(b, h, "as-murmur2"))
+}
+
+// committed registers the committed build of an AssemblyScript example.
+func committed(b *testing.B, h *host.Host, name string) host.Module {
+	wasm, err := os.ReadFile("../../examples/plugins/testdata/" + name + ".wasm")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +53,7 @@ func BenchmarkPartitionASMurmur2(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchPartitioner(b, h, m)
+	return m
 }
 
 // BenchmarkPartitionHostFloor runs a guest that does nothing but write
@@ -88,7 +93,17 @@ func benchPartitioner(b *testing.B, h *host.Host, m host.Module) {
 
 func BenchmarkTransformFilter(b *testing.B) {
 	h := newHost(b, nil)
-	m := example(b, h, "filter")
+	benchFilter(b, h, example(b, h, "filter"))
+}
+
+// BenchmarkTransformASFilter runs the AssemblyScript filter (the
+// committed build), which behaves as the Go one with its defaults.
+func BenchmarkTransformASFilter(b *testing.B) {
+	h := newHost(b, nil)
+	benchFilter(b, h, committed(b, h, "as-filter"))
+}
+
+func benchFilter(b *testing.B, h *host.Host, m host.Module) {
 	for _, trusted := range []bool{false, true} {
 		tr, err := h.Transformer(context.Background(), m.Digest, nil, host.CallOptions{Topic: "t", Trusted: trusted})
 		if err != nil {

@@ -2,10 +2,10 @@ package host
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
+	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -91,6 +91,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 	var outFirst []int
 	var res Result
 	changed := false
+	emittedBytes := 0
 	lim := sandbox.OutputLimits{Routes: t.o.Routes, MaxRecordBytes: t.o.MaxRecordBytes}
 	err = t.h.chunks(d, hdr, nil, func(enc *abi.BlockEncoder, first int) error {
 		return t.pool.Transform(ctx, t.timeout, enc, lim, func(out sandbox.TransformOutput) error {
@@ -118,6 +119,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 					return err
 				}
 				outs, outFirst = append(outs, v), append(outFirst, first)
+				emittedBytes += len(v.Bytes())
 				res.Emitted += v.Len()
 				changed = true
 			}
@@ -135,7 +137,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 		return res, nil
 	}
 	res.Changed = true
-	b := newBuilder(d.b, t.o.Routes)
+	b := newBuilder(d.b, t.o.Routes, len(batch)+emittedBytes)
 	k, j := 0, 0 // the output view and record next in line
 	for i := range d.recs {
 		if abi.Decision(decs[i]) == abi.Keep {
@@ -169,12 +171,13 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 	return res, nil
 }
 
-// builder accumulates encoded Kafka records per route.
+// builder accumulates encoded Kafka records per route, each route's
+// after HeaderSize bytes reserved for its batch header, so that build
+// completes the batch in place.
 type builder struct {
-	in      record.Batch
-	routes  []routeBuf
-	scratch []byte
-	hdrs    []kmsg.Header
+	in     record.Batch
+	routes []routeBuf
+	hdrs   []kmsg.Header
 }
 
 type routeBuf struct {
@@ -183,10 +186,14 @@ type routeBuf struct {
 	maxTS int64
 }
 
-func newBuilder(in record.Batch, routes int) *builder {
+// newBuilder starts the routes' buffers; sizeHint is the bytes the
+// default route will likely hold.
+func newBuilder(in record.Batch, routes, sizeHint int) *builder {
 	b := &builder{in: in, routes: make([]routeBuf, routes+1)}
 	for i := range b.routes {
 		b.routes[i].maxTS = math.MinInt64
+		b.routes[i].raw = make([]byte, record.HeaderSize, record.HeaderSize+min(sizeHint, 16<<20))
+		sizeHint = 0
 	}
 	return b
 }
@@ -195,11 +202,13 @@ func (b *builder) addOriginal(r *decRec, hdrs []kmsg.Header) {
 	b.append(0, r.ts, r.key, r.value, hdrs)
 }
 
+// addOutput adds a record the plugin emitted; its header keys alias the
+// output, which outlives the builder.
 func (b *builder) addOutput(r abi.RecordView) {
 	b.hdrs = b.hdrs[:0]
 	for j := range r.HeaderCount() {
 		k, v := r.Header(j)
-		b.hdrs = append(b.hdrs, kmsg.Header{Key: string(k), Value: v})
+		b.hdrs = append(b.hdrs, kmsg.Header{Key: unsafe.String(unsafe.SliceData(k), len(k)), Value: v})
 	}
 	b.append(int(r.Route()), r.Timestamp(), r.Key(), r.Value(), b.hdrs)
 }
@@ -207,12 +216,7 @@ func (b *builder) addOutput(r abi.RecordView) {
 // append encodes one record (copying its bytes) into route k's records.
 func (b *builder) append(k int, ts int64, key, value []byte, hdrs []kmsg.Header) {
 	rb := &b.routes[k]
-	kr := kmsg.Record{TimestampDelta64: ts - b.in.BaseTimestamp(), OffsetDelta: rb.count, Key: key, Value: value, Headers: hdrs}
-	// With Length 0 the length prefix is one byte; the rest is the body.
-	b.scratch = kr.AppendTo(b.scratch[:0])
-	body := b.scratch[1:]
-	rb.raw = binary.AppendVarint(rb.raw, int64(len(body)))
-	rb.raw = append(rb.raw, body...)
+	rb.raw = record.AppendRecord(rb.raw, ts-b.in.BaseTimestamp(), rb.count, key, value, hdrs)
 	rb.count++
 	rb.maxTS = max(rb.maxTS, ts)
 }
@@ -242,7 +246,7 @@ func (b *builder) build(k int) ([]byte, error) {
 	if opts.Attributes&record.AttrLogAppendTime != 0 {
 		maxTS = b.in.MaxTimestamp()
 	}
-	out, err := record.BuildRaw(opts, rb.raw, rb.count, rb.count-1, maxTS)
+	out, err := record.BuildInto(opts, rb.raw, rb.count, rb.count-1, maxTS)
 	if err != nil {
 		return nil, fmt.Errorf("build transformed batch (route %d): %w", k, err)
 	}
