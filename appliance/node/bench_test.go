@@ -21,7 +21,8 @@ import (
 	"github.com/eddybroker/eddy/transport/tlsid"
 )
 
-// benchNode starts a node for benchmarks (EDDY_BENCH_DIR picks the disk).
+// benchNode starts a node for benchmarks. Its data lives under the test
+// temporary directory: TMPDIR picks the disk (/dev/shm takes the disk out).
 func benchNode(b *testing.B) *Node {
 	dir := b.TempDir()
 	cfg := testConfig(b, dir)

@@ -21,9 +21,10 @@ func jsonValue(i int) []byte {
 // BenchmarkProduceFilter measures what a produce transform costs the
 // broker: franz-go over TCP producing 1 KiB JSON records with acks=all to
 // 8 partitions, as fast as it can, to a topic without a transform and to
-// topics bound to the example filter (guarded, the default, and trusted).
+// topics bound to the example filter (guarded, the default, and trusted)
+// and to its AssemblyScript twin (guarded).
 func BenchmarkProduceFilter(b *testing.B) {
-	for _, filter := range []string{"none", "guarded", "trusted"} {
+	for _, filter := range []string{"none", "guarded", "trusted", "as-guarded"} {
 		var (
 			n       *Node
 			c       *kgo.Client
@@ -39,7 +40,11 @@ func BenchmarkProduceFilter(b *testing.B) {
 				n = startNode(t, testConfig(t, t.TempDir()))
 				configs = map[string]string{}
 				if filter != "none" {
-					configs["plugin.produce.transforms"] = addPlugin(t, n, "filter", plugintest.BuildGo(t, "../../examples/plugins/filter"))
+					wasm := "../../examples/plugins/testdata/as-filter.wasm"
+					if !strings.HasPrefix(filter, "as-") {
+						wasm = plugintest.BuildGo(t, "../../examples/plugins/filter")
+					}
+					configs["plugin.produce.transforms"] = addPlugin(t, n, "filter", wasm)
 					configs["plugin.produce.trusted"] = fmt.Sprint(filter == "trusted")
 				}
 				createTopic(t, n, "bench", 8, configs)

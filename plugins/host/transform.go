@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
@@ -86,7 +87,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 	hdr := t.h.header(t.o.Stage, t.o.Topic, partition, 0, d.b, t.o.Stage != abi.StageProduce)
 	// Decisions and outputs are collected first (outputs copied out of
 	// guest memory); the batch is rebuilt only if something changed.
-	decs := make([]byte, 0, len(d.recs))
+	decs := d.decs[:0]
 	var outs []abi.View
 	var outFirst []int
 	var res Result
@@ -114,7 +115,12 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 			}
 			decs = append(decs, out.Decisions...)
 			if out.HasOutput && out.Output.Len() > 0 {
-				v, err := abi.Open(append([]byte(nil), out.Output.Bytes()...))
+				// Copied into the decoded batch's buffer, reused from
+				// call to call; a copy that outgrows it moves, and the
+				// views of earlier chunks keep the old array.
+				start := len(d.out)
+				d.out = append(d.out, out.Output.Bytes()...)
+				v, err := abi.Open(d.out[start:len(d.out):len(d.out)])
 				if err != nil {
 					return err
 				}
@@ -126,6 +132,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 			return nil
 		})
 	})
+	d.decs = decs
 	if err != nil {
 		return Result{}, err
 	}
@@ -137,7 +144,13 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 		return res, nil
 	}
 	res.Changed = true
-	b := newBuilder(d.b, t.o.Routes, len(batch)+emittedBytes)
+	kept := emittedBytes
+	for i := range d.recs {
+		if abi.Decision(decs[i]) == abi.Keep {
+			kept += binary.MaxVarintLen32 + int(d.recs[i].length)
+		}
+	}
+	b := newBuilder(d.b, t.o.Routes, kept)
 	k, j := 0, 0 // the output view and record next in line
 	for i := range d.recs {
 		if abi.Decision(decs[i]) == abi.Keep {
