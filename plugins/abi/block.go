@@ -151,15 +151,9 @@ func (e *BlockEncoder) EncodeInto(dst []byte) []byte {
 	for i := range e.recs {
 		r := &e.recs[i]
 		p := dst[HeaderSize+i*RecordSize : HeaderSize+(i+1)*RecordSize]
-		le.PutUint32(p[recOffsetDelta:], r.offsetDelta)
-		le.PutUint32(p[recAttrs:], r.attrs)
-		le.PutUint64(p[recTimestamp:], uint64(r.ts))
+		writeEntry(p, r.offsetDelta, r.attrs, r.ts, uint32(kvOff)+r.kvStart*HeaderEntrySize, r.kvEnd-r.kvStart, r.sourceIndex, r.route)
 		put(p[recKeyOff:], r.key)
 		put(p[recValueOff:], r.value)
-		le.PutUint32(p[recHeadersOff:], uint32(kvOff)+r.kvStart*HeaderEntrySize)
-		le.PutUint32(p[recHeadersCount:], r.kvEnd-r.kvStart)
-		le.PutUint32(p[recSourceIndex:], r.sourceIndex)
-		le.PutUint32(p[recRoute:], r.route)
 	}
 	for j := range e.kvs {
 		q := dst[kvOff+j*HeaderEntrySize:]

@@ -357,24 +357,18 @@ func (e *Encoder) EncodeInto(dst []byte) []byte {
 	for i := range e.recs {
 		r := &e.recs[i]
 		p := dst[recOff+i*RecordSize : recOff+(i+1)*RecordSize]
-		le.PutUint32(p[recOffsetDelta:], r.OffsetDelta)
-		le.PutUint32(p[recAttrs:], r.Attrs)
-		le.PutUint64(p[recTimestamp:], uint64(r.Timestamp))
-		put(p[recKeyOff:], r.Key)
-		put(p[recValueOff:], r.Value)
 		end := len(e.kvs)
 		if i+1 < n {
 			end = e.recs[i+1].kvStart
 		}
-		le.PutUint32(p[recHeadersOff:], uint32(kvOff+r.kvStart*HeaderEntrySize))
-		le.PutUint32(p[recHeadersCount:], uint32(end-r.kvStart))
+		writeEntry(p, r.OffsetDelta, r.Attrs, r.Timestamp, uint32(kvOff+r.kvStart*HeaderEntrySize), uint32(end-r.kvStart), r.SourceIndex, r.Route)
+		put(p[recKeyOff:], r.Key)
+		put(p[recValueOff:], r.Value)
 		for j := r.kvStart; j < end; j++ {
 			q := dst[kvOff+j*HeaderEntrySize:]
 			put(q[0:], e.kvs[j].Key)
 			put(q[8:], e.kvs[j].Value)
 		}
-		le.PutUint32(p[recSourceIndex:], r.SourceIndex)
-		le.PutUint32(p[recRoute:], r.Route)
 	}
 	return dst
 }
@@ -399,4 +393,16 @@ func (h *Header) write(dst []byte, n, size, topicOff int) {
 	le.PutUint32(p[offRecordsOff:], HeaderSize)
 	le.PutUint32(p[offTotalLen:], uint32(size))
 	le.PutUint64(p[56:], 0)
+}
+
+// writeEntry fills the fields of a record-table entry p other than its
+// key and value.
+func writeEntry(p []byte, offsetDelta, attrs uint32, ts int64, headersOff, headersCount, sourceIndex, route uint32) {
+	le.PutUint32(p[recOffsetDelta:], offsetDelta)
+	le.PutUint32(p[recAttrs:], attrs)
+	le.PutUint64(p[recTimestamp:], uint64(ts))
+	le.PutUint32(p[recHeadersOff:], headersOff)
+	le.PutUint32(p[recHeadersCount:], headersCount)
+	le.PutUint32(p[recSourceIndex:], sourceIndex)
+	le.PutUint32(p[recRoute:], route)
 }
