@@ -48,11 +48,13 @@ func varint32(b []byte, p int) (int32, int, error) {
 		}
 		return int32(u>>1) ^ -int32(u&1), p + n, nil
 	}
-	v, p, err := varint(b, p)
-	if err == nil && v != int64(int32(v)) {
+	v, next, err := varint(b, p)
+	// Kafka (and kmsg) read a 32-bit varint from at most five bytes: a
+	// longer encoding of a small value would be a record they refuse.
+	if err == nil && (v != int64(int32(v)) || next-p > binary.MaxVarintLen32) {
 		err = errVarint
 	}
-	return int32(v), p, err
+	return int32(v), next, err
 }
 
 // span returns the l bytes at b[p:] (nil when l < 0, Kafka's null) and

@@ -89,6 +89,8 @@ func TestDecodeRecordRefusesMalformed(t *testing.T) {
 		{"negative header key", "header 0 key", body([]byte{0}, v(0), v(0), v(-1), v(-1), v(1), v(-1), v(-1))},
 		{"trailing bytes", "after the last header", body([]byte{0}, v(0), v(0), v(-1), v(-1), v(0), []byte("x"))},
 		{"offset delta over 32 bits", "offset delta", body([]byte{0}, v(0), v(1<<40), v(-1), v(-1), v(0))},
+		// -1 in six bytes: Kafka and kmsg read at most five for 32 bits.
+		{"overlong key length", "key length: malformed varint", body([]byte{0}, v(0), v(0), []byte{0x81, 0x80, 0x80, 0x80, 0x80, 0x00}, v(-1), v(0))},
 	} {
 		var r kmsg.Record
 		_, err := DecodeRecord(c.src, &r)
@@ -104,6 +106,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	for _, r := range decodeSeeds {
 		f.Add(encodeRecord(r))
 	}
+	f.Add([]byte{0x16, 0, 0, 0, 0x81, 0x80, 0x80, 0x80, 0x80, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, src []byte) {
 		var got kmsg.Record
 		n, err := DecodeRecord(src, &got)

@@ -10,8 +10,9 @@ import (
 // Record is one decoded record with its absolute offset and timestamp.
 type Record struct {
 	kmsg.Record
-	Offset    int64 // batch base offset + offset delta
-	Timestamp int64 // batch base timestamp + timestamp delta
+	Offset    int64  // batch base offset + offset delta
+	Timestamp int64  // batch base timestamp + timestamp delta
+	Raw       []byte // the encoded record, length prefix included
 }
 
 // EachRecord decodes the batch's records in order and calls fn for each.
@@ -51,6 +52,7 @@ func (b Batch) EachRecordIn(raw []byte, fn func(*Record) error) error {
 		}
 		r.Offset = base + int64(r.OffsetDelta)
 		r.Timestamp = ts + r.TimestampDelta64
+		r.Raw = raw[:size:size]
 		if err := fn(&r); err != nil {
 			return err
 		}

@@ -106,6 +106,12 @@ func (e *BlockEncoder) AddRecord(offsetDelta, attrs uint32, ts int64, key, value
 	})
 }
 
+// Cover makes the data area take in b, which lies in the block: the
+// whole encoded record around the fields added, so that consecutive
+// records make one contiguous area whose size is known before they are
+// added.
+func (e *BlockEncoder) Cover(b []byte) { e.span(b) }
+
 // AddHeader appends a header, whose key and value lie in the block, to
 // the last record added.
 func (e *BlockEncoder) AddHeader(key, value []byte) {

@@ -23,7 +23,6 @@ package host
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -165,7 +164,7 @@ type decoded struct {
 type decRec struct {
 	offsetDelta  int32
 	attrs        int8
-	length       int32 // the encoded record's length field
+	raw          []byte // the encoded record
 	ts           int64
 	key, value   []byte
 	hdrLo, hdrHi int
@@ -188,7 +187,7 @@ func (h *Host) decode(batch []byte) (*decoded, error) {
 	err = b.EachRecordIn(data, func(r *record.Record) error {
 		lo := len(d.hdrs)
 		d.hdrs = append(d.hdrs, r.Headers...)
-		d.recs = append(d.recs, decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, length: r.Length, ts: r.Timestamp, key: r.Key, value: r.Value, hdrLo: lo, hdrHi: len(d.hdrs)})
+		d.recs = append(d.recs, decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, raw: r.Raw, ts: r.Timestamp, key: r.Key, value: r.Value, hdrLo: lo, hdrHi: len(d.hdrs)})
 		return nil
 	})
 	if err != nil {
@@ -242,11 +241,12 @@ func (h *Host) chunker(hdr abi.Header, data []byte, attrs func(i int) uint32, fn
 	return &chunker{h: h, enc: enc, fn: fn, attrs: attrs}
 }
 
-// add adds record i; length is its encoded length field, which bounds
-// what it adds to the data area.
-func (c *chunker) add(i int, offsetDelta int32, kattrs int8, length int32, ts int64, key, value []byte, hdrs []kmsg.Header) error {
+// add adds record i, whose encoded bytes raw the data area takes in
+// whole: a chunk's data area is then exactly its records' bytes, and its
+// size is known before a record is added.
+func (c *chunker) add(i int, offsetDelta int32, kattrs int8, raw []byte, ts int64, key, value []byte, hdrs []kmsg.Header) error {
 	enc := c.enc
-	size := abi.RecordSize + len(hdrs)*abi.HeaderEntrySize + binary.MaxVarintLen32 + int(length)
+	size := abi.RecordSize + len(hdrs)*abi.HeaderEntrySize + len(raw)
 	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.Size()+size > c.h.cfg.MaxInputBytes) {
 		if err := c.fn(enc, c.first); err != nil {
 			return err
@@ -268,6 +268,7 @@ func (c *chunker) add(i int, offsetDelta int32, kattrs int8, length int32, ts in
 		}
 	}
 	enc.AddRecord(uint32(offsetDelta), a, ts, key, value, uint32(i-c.first))
+	enc.Cover(raw)
 	for _, kh := range hdrs {
 		enc.AddHeader(strBytes(kh.Key), kh.Value)
 	}
@@ -297,7 +298,7 @@ func (h *Host) chunks(d *decoded, hdr abi.Header, attrs func(i int) uint32, fn f
 	c := h.chunker(hdr, d.data, attrs, fn)
 	for i := range d.recs {
 		r := &d.recs[i]
-		if err := c.add(i, r.offsetDelta, r.attrs, r.length, r.ts, r.key, r.value, d.hdrs[r.hdrLo:r.hdrHi]); err != nil {
+		if err := c.add(i, r.offsetDelta, r.attrs, r.raw, r.ts, r.key, r.value, d.hdrs[r.hdrLo:r.hdrHi]); err != nil {
 			c.release()
 			return err
 		}
@@ -343,7 +344,7 @@ func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs fun
 	c := h.chunker(hdr(b), data, attrs, fn)
 	i := 0
 	err = b.EachRecordIn(data, func(r *record.Record) error {
-		err := c.add(i, r.OffsetDelta, r.Attributes, r.Length, r.Timestamp, r.Key, r.Value, r.Headers)
+		err := c.add(i, r.OffsetDelta, r.Attributes, r.Raw, r.Timestamp, r.Key, r.Value, r.Headers)
 		i++
 		return err
 	})

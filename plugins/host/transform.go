@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"time"
@@ -147,7 +146,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 	kept := emittedBytes
 	for i := range d.recs {
 		if abi.Decision(decs[i]) == abi.Keep {
-			kept += binary.MaxVarintLen32 + int(d.recs[i].length)
+			kept += len(d.recs[i].raw)
 		}
 	}
 	b := newBuilder(d.b, t.o.Routes, kept)

@@ -79,16 +79,27 @@ export function eddy_init(cfgPtr: usize, cfgLen: u32): i32 {
 
 // Buffers kept across calls: the output (valid until the next call, as
 // the ABI requires) and the scratch list of replaced records. They only
-// grow.
+// grow, doubling: the stub runtime reclaims a freed block only when it is
+// the last one allocated, so growing step by step would leak.
 let outBuf: usize = 0;
 let outCap: usize = 0;
 let scratch: usize = 0;
 let scratchCap: usize = 0;
 
-function grow(buf: usize, cap: usize, need: usize): usize {
-  if (need <= cap) return buf;
-  if (buf != 0) heap.free(buf);
-  return heap.alloc(need);
+function ensureOut(need: usize): void {
+  if (need <= outCap) return;
+  const cap = max(need, outCap << 1);
+  if (outBuf != 0) heap.free(outBuf);
+  outBuf = heap.alloc(cap);
+  outCap = cap;
+}
+
+function ensureScratch(need: usize): void {
+  if (need <= scratchCap) return;
+  const cap = max(need, scratchCap << 1);
+  if (scratch != 0) heap.free(scratch);
+  scratch = heap.alloc(cap);
+  scratchCap = cap;
 }
 
 function equal(p: usize, n: u32, s: Bytes): bool {
@@ -274,8 +285,7 @@ export function eddy_transform(inPtr: usize, inLen: u32, decisions: usize): i32 
   }
   const count = load<u32>(inPtr, 8);
   const table = inPtr + <usize>load<u32>(inPtr, 48);
-  scratch = grow(scratch, scratchCap, <usize>count * SCRATCH_WORDS * 4);
-  scratchCap = max(scratchCap, <usize>count * SCRATCH_WORDS * 4);
+  ensureScratch(<usize>count * SCRATCH_WORDS * 4);
 
   // Pass 1: decisions, and the size of the output.
   let replaced: u32 = 0;
@@ -325,8 +335,7 @@ export function eddy_transform(inPtr: usize, inLen: u32, decisions: usize): i32 
   const kvOff = HEADER_SIZE + replaced * RECORD_SIZE;
   const dataOff = kvOff + kvs * KV_SIZE;
   const total = dataOff + data;
-  outBuf = grow(outBuf, outCap, total);
-  outCap = max(outCap, <usize>total);
+  ensureOut(<usize>total);
   const out = outBuf;
   memory.fill(out, 0, HEADER_SIZE);
   store<u32>(out, RBV1_MAGIC);
