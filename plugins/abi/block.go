@@ -78,7 +78,7 @@ func (e *BlockEncoder) span(b []byte) blockSpan {
 	}
 	off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - e.base
 	if off >= uintptr(len(e.block)) || uintptr(len(b)) > uintptr(len(e.block))-off {
-		panic(fmt.Sprintf("abi: BlockEncoder.Add: a %d-byte field lies outside the %d-byte block", len(b), len(e.block)))
+		e.outside(len(b))
 	}
 	s := blockSpan{off: uint32(off), len: uint32(len(b))}
 	e.lo, e.hi = min(e.lo, s.off), max(e.hi, s.off+s.len)
@@ -110,7 +110,13 @@ func (e *BlockEncoder) AddRecord(offsetDelta, attrs uint32, ts int64, key, value
 // whole encoded record around the fields added, so that consecutive
 // records make one contiguous area whose size is known before they are
 // added.
-func (e *BlockEncoder) Cover(b []byte) { e.span(b) }
+func (e *BlockEncoder) Cover(b []byte) {
+	off, n := uintptr(unsafe.Pointer(unsafe.SliceData(b)))-e.base, uintptr(len(b))
+	if size := uintptr(len(e.block)); off > size || n > size-off {
+		e.outside(len(b))
+	}
+	e.lo, e.hi = min(e.lo, uint32(off)), max(e.hi, uint32(off+n))
+}
 
 // AddHeader appends a header, whose key and value lie in the block, to
 // the last record added.
@@ -167,4 +173,11 @@ func (e *BlockEncoder) EncodeInto(dst []byte) []byte {
 		put(q[8:], e.kvs[j].value)
 	}
 	return dst
+}
+
+// outside reports bytes that do not lie in the block, a caller's mistake.
+//
+//go:noinline
+func (e *BlockEncoder) outside(n int) {
+	panic(fmt.Sprintf("abi: BlockEncoder: %d bytes lie outside the %d-byte block", n, len(e.block)))
 }

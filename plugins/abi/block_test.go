@@ -101,7 +101,7 @@ func TestBlockEncoderRefusesForeignBytes(t *testing.T) {
 	var b BlockEncoder
 	b.Reset(Header{}, make([]byte, 16))
 	defer func() {
-		if p := recover(); p == nil || !strings.Contains(p.(string), "outside the 16-byte block") {
+		if p := recover(); p == nil || !strings.Contains(p.(string), "lie outside the 16-byte block") {
 			t.Fatalf("panic = %v", p)
 		}
 	}()
