@@ -38,7 +38,9 @@ func TestChunksStayWithinMaxInputBytes(t *testing.T) {
 	for _, limit := range []int{200, 1000, 2500, 16274, 20000, 1 << 20} {
 		h := &Host{cfg: Config{MaxBatchRecords: abi.DefaultMaxRecords, MaxInputBytes: limit}}
 		seen := 0
-		hdr := func(record.Batch) abi.Header { return abi.Header{Stage: abi.StageProduce, Partition: abi.Unassigned, BaseOffset: -1} }
+		hdr := func(record.Batch) abi.Header {
+			return abi.Header{Stage: abi.StageProduce, Partition: abi.Unassigned, BaseOffset: -1}
+		}
 		n, err := h.stream(batch, hdr, nil, func(enc *abi.BlockEncoder, first int) error {
 			if first != seen {
 				return fmt.Errorf("chunk starts at record %d, want %d", first, seen)
