@@ -157,8 +157,6 @@ type decoded struct {
 	data []byte
 	recs []decRec
 	hdrs []kmsg.Header
-	decs []byte // a transform's decisions
-	out  []byte // copies of a transform's outputs
 }
 
 type decRec struct {
@@ -201,15 +199,8 @@ func (h *Host) release(d *decoded) {
 	clear(d.recs)
 	clear(d.hdrs)
 	d.b, d.data = nil, nil
-	if cap(d.out) > maxKeptOutput {
-		d.out = nil
-	}
-	d.decs, d.out = d.decs[:0], d.out[:0]
 	h.decs.Put(d)
 }
-
-// maxKeptOutput bounds the output buffer a pooled decoded batch keeps.
-const maxKeptOutput = 8 << 20
 
 var empty = []byte{}
 

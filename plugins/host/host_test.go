@@ -223,6 +223,26 @@ func TestFilterTransform(t *testing.T) {
 	if res.Changed || res.Kept != 2 || &res.Out[0] != &clean[0] {
 		t.Fatalf("unchanged batch: %+v", res)
 	}
+	// The first change in a later call: the records of the calls before
+	// it, all kept, lead the rebuilt batch.
+	var late []rec
+	for i := range 8 {
+		late = append(late, rec{key: fmt.Appendf(nil, "l%d", i), value: []byte(`{"level":"info"}`), tsDelta: int64(i)})
+	}
+	late[6].value = []byte(`{"password":"x","level":"info"}`)
+	res, err = tr.Transform(ctx, kafkaBatch(t, record.CodecNone, late))
+	if err != nil || !res.Changed || res.Kept != 7 || res.Replaced != 1 {
+		t.Fatalf("late change: %+v, %v", res, err)
+	}
+	var lateOut []string
+	_ = record.Batch(res.Out).EachRecord(0, func(r *record.Record) error {
+		lateOut = append(lateOut, fmt.Sprintf("%d:%s=%s", r.Offset, r.Key, r.Value))
+		return nil
+	})
+	wantLate := `[0:l0={"level":"info"} 1:l1={"level":"info"} 2:l2={"level":"info"} 3:l3={"level":"info"} 4:l4={"level":"info"} 5:l5={"level":"info"} 6:l6={"password":"***","level":"info"} 7:l7={"level":"info"}]`
+	if fmt.Sprint(lateOut) != wantLate {
+		t.Fatalf("late change: records\n%v\nwant\n%v", lateOut, wantLate)
+	}
 	// Everything dropped: no output batch.
 	res, err = tr.Transform(ctx, kafkaBatch(t, record.CodecNone, []rec{{key: []byte("a"), value: []byte(`{"level":"debug"}`)}}))
 	if err != nil || !res.Changed || res.Out != nil || res.Dropped != 1 {

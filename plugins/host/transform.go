@@ -84,20 +84,21 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 	}
 	defer t.h.release(d)
 	hdr := t.h.header(t.o.Stage, t.o.Topic, partition, 0, d.b, t.o.Stage != abi.StageProduce)
-	// Decisions and outputs are collected first (outputs copied out of
-	// guest memory); the batch is rebuilt only if something changed.
-	decs := d.decs[:0]
-	var outs []abi.View
-	var outFirst []int
-	var res Result
-	changed := false
-	emittedBytes := 0
+	// Each chunk's decisions and outputs go into the rebuilt batch while
+	// the guest's memory holds them, without a copy. Until a chunk changes
+	// something there is no builder; the first that does starts it with
+	// the records before it, all kept.
+	var (
+		res Result
+		b   *builder
+	)
 	lim := sandbox.OutputLimits{Routes: t.o.Routes, MaxRecordBytes: t.o.MaxRecordBytes}
 	err = t.h.chunks(d, hdr, nil, func(enc *abi.BlockEncoder, first int) error {
 		return t.pool.Transform(ctx, t.timeout, enc, lim, func(out sandbox.TransformOutput) error {
 			if out.Message != "" {
 				res.Message = out.Message
 			}
+			changed := out.HasOutput && out.Output.Len() > 0
 			for i, dec := range out.Decisions {
 				switch abi.Decision(dec) {
 				case abi.Keep:
@@ -112,63 +113,43 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 					res.Rejected = append(res.Rejected, first+i)
 				}
 			}
-			decs = append(decs, out.Decisions...)
-			if out.HasOutput && out.Output.Len() > 0 {
-				// Copied into the decoded batch's buffer, reused from
-				// call to call; a copy that outgrows it moves, and the
-				// views of earlier chunks keep the old array.
-				start := len(d.out)
-				d.out = append(d.out, out.Output.Bytes()...)
-				v, err := abi.Open(d.out[start:len(d.out):len(d.out)])
-				if err != nil {
-					return err
+			if out.HasOutput {
+				res.Emitted += out.Output.Len()
+			}
+			if b == nil && changed && len(res.Rejected) == 0 {
+				b = newBuilder(d.b, t.o.Routes, len(batch)+len(out.Output.Bytes()))
+				for i := range first {
+					in := &d.recs[i]
+					b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
 				}
-				outs, outFirst = append(outs, v), append(outFirst, first)
-				emittedBytes += len(v.Bytes())
-				res.Emitted += v.Len()
-				changed = true
+			}
+			if b == nil || len(res.Rejected) > 0 {
+				return nil
+			}
+			j, n := 0, out.Output.Len() // the output record next in line
+			for i, dec := range out.Decisions {
+				if abi.Decision(dec) == abi.Keep {
+					in := &d.recs[first+i]
+					b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
+				}
+				for ; j < n && int(out.Output.Record(j).SourceIndex()) == i; j++ {
+					b.addOutput(out.Output.Record(j))
+				}
 			}
 			return nil
 		})
 	})
-	d.decs = decs
 	if err != nil {
 		return Result{}, err
 	}
 	if len(res.Rejected) > 0 {
 		return res, nil
 	}
-	if !changed {
+	if b == nil {
 		res.Out = batch
 		return res, nil
 	}
 	res.Changed = true
-	kept := emittedBytes
-	for i := range d.recs {
-		if abi.Decision(decs[i]) == abi.Keep {
-			kept += len(d.recs[i].raw)
-		}
-	}
-	b := newBuilder(d.b, t.o.Routes, kept)
-	k, j := 0, 0 // the output view and record next in line
-	for i := range d.recs {
-		if abi.Decision(decs[i]) == abi.Keep {
-			in := &d.recs[i]
-			b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
-		}
-		for k < len(outs) {
-			if j == outs[k].Len() {
-				k, j = k+1, 0
-				continue
-			}
-			r := outs[k].Record(j)
-			if outFirst[k]+int(r.SourceIndex()) != i {
-				break
-			}
-			b.addOutput(r)
-			j++
-		}
-	}
 	if res.Out, err = b.build(0); err != nil {
 		return Result{}, err
 	}
@@ -198,8 +179,8 @@ type routeBuf struct {
 	maxTS int64
 }
 
-// newBuilder starts the routes' buffers; sizeHint is the bytes the
-// default route will likely hold.
+// newBuilder starts the routes' buffers; sizeHint is about the bytes the
+// default route will hold.
 func newBuilder(in record.Batch, routes, sizeHint int) *builder {
 	b := &builder{in: in, routes: make([]routeBuf, routes+1)}
 	for i := range b.routes {
@@ -214,8 +195,8 @@ func (b *builder) addOriginal(r *decRec, hdrs []kmsg.Header) {
 	b.append(0, r.ts, r.key, r.value, hdrs)
 }
 
-// addOutput adds a record the plugin emitted; its header keys alias the
-// output, which outlives the builder.
+// addOutput adds a record the plugin emitted (copying it: the output is
+// guest memory).
 func (b *builder) addOutput(r abi.RecordView) {
 	b.hdrs = b.hdrs[:0]
 	for j := range r.HeaderCount() {
