@@ -77,30 +77,28 @@ export function eddy_init(cfgPtr: usize, cfgLen: u32): i32 {
   return 0;
 }
 
-// Buffers kept across calls: the output (valid until the next call, as
-// the ABI requires) and the scratch list of replaced records. They only
-// grow, doubling: the stub runtime reclaims a freed block only when it is
-// the last one allocated, so growing step by step would leak.
-let outBuf: usize = 0;
-let outCap: usize = 0;
-let scratch: usize = 0;
-let scratchCap: usize = 0;
+// A buffer kept across calls. It only grows, doubling: the stub runtime
+// reclaims a freed block only when it is the last one allocated, so
+// growing step by step would leak.
+class Buffer {
+  ptr: usize = 0;
+  cap: usize = 0;
 
-function ensureOut(need: usize): void {
-  if (need <= outCap) return;
-  const cap = max(need, outCap << 1);
-  if (outBuf != 0) heap.free(outBuf);
-  outBuf = heap.alloc(cap);
-  outCap = cap;
+  ensure(need: usize): usize {
+    if (need > this.cap) {
+      const cap = max(need, this.cap << 1);
+      if (this.ptr != 0) heap.free(this.ptr);
+      this.ptr = heap.alloc(cap);
+      this.cap = cap;
+    }
+    return this.ptr;
+  }
 }
 
-function ensureScratch(need: usize): void {
-  if (need <= scratchCap) return;
-  const cap = max(need, scratchCap << 1);
-  if (scratch != 0) heap.free(scratch);
-  scratch = heap.alloc(cap);
-  scratchCap = cap;
-}
+// The output (valid until the next call, as the ABI requires) and the
+// scratch list of replaced records.
+const outBuf = new Buffer();
+const scratchBuf = new Buffer();
 
 function equal(p: usize, n: u32, s: Bytes): bool {
   return n == s.len && memory.compare(p, s.ptr, n) == 0;
@@ -285,7 +283,7 @@ export function eddy_transform(inPtr: usize, inLen: u32, decisions: usize): i32 
   }
   const count = load<u32>(inPtr, 8);
   const table = inPtr + <usize>load<u32>(inPtr, 48);
-  ensureScratch(<usize>count * SCRATCH_WORDS * 4);
+  const scratch = scratchBuf.ensure(<usize>count * SCRATCH_WORDS * 4);
 
   // Pass 1: decisions, and the size of the output.
   let replaced: u32 = 0;
@@ -335,8 +333,7 @@ export function eddy_transform(inPtr: usize, inLen: u32, decisions: usize): i32 
   const kvOff = HEADER_SIZE + replaced * RECORD_SIZE;
   const dataOff = kvOff + kvs * KV_SIZE;
   const total = dataOff + data;
-  ensureOut(<usize>total);
-  const out = outBuf;
+  const out = outBuf.ensure(<usize>total);
   memory.fill(out, 0, HEADER_SIZE);
   store<u32>(out, RBV1_MAGIC);
   store<u16>(out, <u16>HEADER_SIZE, 4);
