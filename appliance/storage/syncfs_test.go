@@ -22,7 +22,10 @@ import (
 // partition of the flush gets the error and refuses further appends.
 func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 	fsys := vfs.NewFaulty(vfs.OS)
-	st, err := Open(fsys, Config{Dir: t.TempDir(), Flush: flush.Config{Mode: flush.Group, MaxDelay: time.Millisecond, SyncFSMin: 8}})
+	// A long MaxDelay: while the first flush is held, the next one waits
+	// for it rather than starting on a timer halfway through the appends,
+	// so the gathered partitions always share one flush.
+	st, err := Open(fsys, Config{Dir: t.TempDir(), Flush: flush.Config{Mode: flush.Group, MaxDelay: 10 * time.Second, SyncFSMin: 8}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +44,7 @@ func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 	// round holds the first partition's flush at its sync, appends to the
 	// others meanwhile (they gather in the next window), then lets it go,
 	// and returns every partition's result. fail, when set, fails every
-	// sync after the held one.
+	// sync but the held one.
 	round := func(fail error) []error {
 		gate, reached := make(chan struct{}), make(chan struct{})
 		var held, failing atomic.Bool
@@ -61,6 +64,7 @@ func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 			return nil
 		})
 		defer fsys.SetInjector(nil)
+		failing.Store(fail != nil)
 		waits := make([]func() error, n)
 		errs := make([]error, n)
 		for i, l := range logs {
@@ -75,7 +79,6 @@ func TestManyPartitionsShareOneFilesystemSync(t *testing.T) {
 				}
 			}
 		}
-		failing.Store(fail != nil)
 		close(gate)
 		for i, w := range waits {
 			errs[i] = w()
