@@ -43,7 +43,7 @@ type blockRec struct {
 	ts                 int64
 	key, value         blockSpan
 	kvStart, kvEnd     uint32
-	sourceIndex, route uint32
+	sourceIndex        uint32
 }
 
 type blockKV struct{ key, value blockSpan }
@@ -85,18 +85,8 @@ func (e *BlockEncoder) span(b []byte) blockSpan {
 	return s
 }
 
-// Add appends a record whose key, value and header fields lie in the
-// block (r.Headers is read, not kept).
-func (e *BlockEncoder) Add(r Entry) {
-	e.AddRecord(r.OffsetDelta, r.Attrs, r.Timestamp, r.Key, r.Value, r.SourceIndex)
-	e.recs[len(e.recs)-1].route = r.Route
-	for _, kv := range r.Headers {
-		e.AddHeader(kv.Key, kv.Value)
-	}
-}
-
-// AddRecord appends a record without headers (route 0) whose key and
-// value lie in the block; AddHeader then gives it headers.
+// AddRecord appends a record whose key and value lie in the block;
+// AddHeader then gives it headers. Input records have route 0.
 func (e *BlockEncoder) AddRecord(offsetDelta, attrs uint32, ts int64, key, value []byte, sourceIndex uint32) {
 	k := uint32(len(e.kvs))
 	e.recs = append(e.recs, blockRec{
@@ -163,7 +153,7 @@ func (e *BlockEncoder) EncodeInto(dst []byte) []byte {
 	for i := range e.recs {
 		r := &e.recs[i]
 		p := dst[HeaderSize+i*RecordSize : HeaderSize+(i+1)*RecordSize]
-		writeEntry(p, r.offsetDelta, r.attrs, r.ts, uint32(kvOff)+r.kvStart*HeaderEntrySize, r.kvEnd-r.kvStart, r.sourceIndex, r.route)
+		writeEntry(p, r.offsetDelta, r.attrs, r.ts, uint32(kvOff)+r.kvStart*HeaderEntrySize, r.kvEnd-r.kvStart, r.sourceIndex, 0)
 		put(p[recKeyOff:], r.key)
 		put(p[recValueOff:], r.value)
 	}

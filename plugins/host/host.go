@@ -159,6 +159,8 @@ type decoded struct {
 	hdrs []kmsg.Header
 }
 
+// decRec is what the host keeps of a decoded record; its headers are
+// d.hdrs[hdrLo:hdrHi] in a decoded batch.
 type decRec struct {
 	offsetDelta  int32
 	attrs        int8
@@ -166,6 +168,10 @@ type decRec struct {
 	ts           int64
 	key, value   []byte
 	hdrLo, hdrHi int
+}
+
+func recOf(r *record.Record) decRec {
+	return decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, raw: r.Raw, ts: r.Timestamp, key: r.Key, value: r.Value}
 }
 
 func (h *Host) decode(batch []byte) (*decoded, error) {
@@ -185,7 +191,9 @@ func (h *Host) decode(batch []byte) (*decoded, error) {
 	err = b.EachRecordIn(data, func(r *record.Record) error {
 		lo := len(d.hdrs)
 		d.hdrs = append(d.hdrs, r.Headers...)
-		d.recs = append(d.recs, decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, raw: r.Raw, ts: r.Timestamp, key: r.Key, value: r.Value, hdrLo: lo, hdrHi: len(d.hdrs)})
+		dr := recOf(r)
+		dr.hdrLo, dr.hdrHi = lo, len(d.hdrs)
+		d.recs = append(d.recs, dr)
 		return nil
 	})
 	if err != nil {
@@ -232,12 +240,12 @@ func (h *Host) chunker(hdr abi.Header, data []byte, attrs func(i int) uint32, fn
 	return &chunker{h: h, enc: enc, fn: fn, attrs: attrs}
 }
 
-// add adds record i, whose encoded bytes raw the data area takes in
-// whole: a chunk's data area is then exactly its records' bytes, and its
-// size is known before a record is added.
-func (c *chunker) add(i int, offsetDelta int32, kattrs int8, raw []byte, ts int64, key, value []byte, hdrs []kmsg.Header) error {
+// add adds record i with its headers; the data area takes in its whole
+// encoding r.raw, so a chunk's data area is exactly its records' bytes
+// and its size is known before a record is added.
+func (c *chunker) add(i int, r *decRec, hdrs []kmsg.Header) error {
 	enc := c.enc
-	size := abi.RecordSize + len(hdrs)*abi.HeaderEntrySize + len(raw)
+	size := abi.RecordSize + len(hdrs)*abi.HeaderEntrySize + len(r.raw)
 	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.Size()+size > c.h.cfg.MaxInputBytes) {
 		if err := c.fn(enc, c.first); err != nil {
 			return err
@@ -245,8 +253,8 @@ func (c *chunker) add(i int, offsetDelta int32, kattrs int8, raw []byte, ts int6
 		enc.Restart()
 		c.first = i
 	}
-	a := uint32(uint8(kattrs))
-	if value == nil {
+	a := uint32(uint8(r.attrs))
+	if r.value == nil {
 		a |= abi.AttrTombstone
 	}
 	if c.attrs != nil {
@@ -258,8 +266,8 @@ func (c *chunker) add(i int, offsetDelta int32, kattrs int8, raw []byte, ts int6
 			enc.SetHeader(h)
 		}
 	}
-	enc.AddRecord(uint32(offsetDelta), a, ts, key, value, uint32(i-c.first))
-	enc.Cover(raw)
+	enc.AddRecord(uint32(r.offsetDelta), a, r.ts, r.key, r.value, uint32(i-c.first))
+	enc.Cover(r.raw)
 	for _, kh := range hdrs {
 		enc.AddHeader(strBytes(kh.Key), kh.Value)
 	}
@@ -289,7 +297,7 @@ func (h *Host) chunks(d *decoded, hdr abi.Header, attrs func(i int) uint32, fn f
 	c := h.chunker(hdr, d.data, attrs, fn)
 	for i := range d.recs {
 		r := &d.recs[i]
-		if err := c.add(i, r.offsetDelta, r.attrs, r.raw, r.ts, r.key, r.value, d.hdrs[r.hdrLo:r.hdrHi]); err != nil {
+		if err := c.add(i, r, d.hdrs[r.hdrLo:r.hdrHi]); err != nil {
 			c.release()
 			return err
 		}
@@ -335,7 +343,8 @@ func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs fun
 	c := h.chunker(hdr(b), data, attrs, fn)
 	i := 0
 	err = b.EachRecordIn(data, func(r *record.Record) error {
-		err := c.add(i, r.OffsetDelta, r.Attributes, r.Raw, r.Timestamp, r.Key, r.Value, r.Headers)
+		dr := recOf(r)
+		err := c.add(i, &dr, r.Headers)
 		i++
 		return err
 	})
