@@ -2,6 +2,9 @@ package broker
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eddybroker/eddy/appliance/record"
@@ -9,17 +12,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// produce validates and appends every partition's batch at once, then waits
-// for their flush off the connection's reading goroutine. acks=0 gets no
+// produce validates every partition's batch (and runs its topic's
+// produce transforms), appends them in the request's order, then waits for
+// their flush off the connection's reading goroutine. acks=0 gets no
 // response; acks=1 and acks=-1 both wait for the local flush policy (a
 // single node is its own in-sync set).
 func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawire.Result {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
-	type pending struct {
-		topic, part int // indexes into resp.Topics and its Partitions
-		wait        func() error
-	}
-	var waits []pending
+	var jobs []produceJob
+	size := 0
 	for _, rt := range r.Topics {
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -28,7 +29,6 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 			sp := kmsg.NewProduceResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.BaseOffset, sp.LogAppendTime, sp.LogStartOffset = -1, -1, -1
-			var wait func() error
 			switch {
 			case r.Acks != 0 && r.Acks != 1 && r.Acks != -1:
 				sp.ErrorCode = codeInvalidRequiredAcks
@@ -37,14 +37,35 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 			case rp.Partition < 0 || rp.Partition >= int32(len(t.parts)):
 				sp.ErrorCode = codeUnknownTopicOrPart
 			default:
-				wait = b.produceTo(t, t.parts[rp.Partition], r, rp.Records, &sp)
-			}
-			if wait != nil {
-				waits = append(waits, pending{len(resp.Topics), len(st.Partitions), wait})
+				jobs = append(jobs, produceJob{t: t, p: t.parts[rp.Partition], raw: rp.Records, topic: len(resp.Topics), part: len(st.Partitions)})
+				size += len(rp.Records)
 			}
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
+	}
+	// Checking batches (CRCs, records, decompression) and running
+	// transforms touch nothing shared: large requests spread them over the
+	// cores. Appends then follow the request's order.
+	prepare := func(i int) { b.prepareProduce(&jobs[i], r) }
+	if len(jobs) > 1 && size >= parallelProduceBytes {
+		parallel(len(jobs), prepare)
+	} else {
+		for i := range jobs {
+			prepare(i)
+		}
+	}
+	type pending struct {
+		topic, part int // indexes into resp.Topics and its Partitions
+		wait        func() error
+	}
+	var waits []pending
+	for i := range jobs {
+		j := &jobs[i]
+		sp := &resp.Topics[j.topic].Partitions[j.part]
+		if wait := b.appendProduce(j, sp); wait != nil {
+			waits = append(waits, pending{j.topic, j.part, wait})
+		}
 	}
 	if r.Acks == 0 {
 		return kafkawire.NoResponse
@@ -67,9 +88,87 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 	}}
 }
 
-// produceTo validates one partition's batch and appends it, filling sp. It
-// returns the wait for durability when the batch was accepted.
-func (b *Broker) produceTo(t *topic, p *partition, r *kmsg.ProduceRequest, raw []byte, sp *kmsg.ProduceResponseTopicPartition) func() error {
+// parallelProduceBytes is the request size from which its partitions'
+// batches are checked and transformed in parallel: below it, starting
+// goroutines costs more than it saves.
+const parallelProduceBytes = 64 << 10
+
+// parallel runs fn(0..n-1) on up to GOMAXPROCS goroutines, the caller's
+// among them, and returns when every call has.
+func parallel(n int, fn func(i int)) {
+	var next atomic.Int64
+	work := func() {
+		for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+			fn(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), n) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+}
+
+// produceJob is one partition's batch of a produce request.
+type produceJob struct {
+	t           *topic
+	p           *partition
+	raw         []byte
+	topic, part int // indexes into the response
+
+	// Set by prepareProduce.
+	batch  record.Batch
+	stored []byte // what the transforms leave to store; nil: the batch
+	code   int16  // refused: the error code and why
+	err    error
+}
+
+// prepareProduce checks one partition's batch and runs its topic's produce
+// transforms. It reads only the job's batch and topic, so the jobs of a
+// request may be prepared in parallel.
+func (b *Broker) prepareProduce(j *produceJob, r *kmsg.ProduceRequest) {
+	t, raw := j.t, j.raw
+	if len(raw) > t.cfg.maxMessageBytes {
+		j.code, j.err = codeMessageTooLarge, fmt.Errorf("batch of %d bytes exceeds max.message.bytes %d of topic %s", len(raw), t.cfg.maxMessageBytes, t.meta.Name)
+		return
+	}
+	batch, err := record.Validate(raw, record.ValidateOptions{Records: b.cfg.ValidateRecords, MaxUncompressed: b.cfg.LogBase.MaxUncompressed})
+	if err != nil {
+		j.code, j.err = storageErrorCode(err), err
+		return
+	}
+	if batch.IsTransactional() || r.TransactionID != nil {
+		j.code, j.err = codeInvalidTxnState, fmt.Errorf("transactions are not supported by this broker")
+		return
+	}
+	j.batch = batch
+	// The produce-stage plugins decide what is stored (nil: the batch as
+	// sent; empty: nothing).
+	if t.plugins != nil && t.cfg.plugins.produce.refs != nil {
+		out, terr := b.runProduceTransforms(t, batch)
+		if terr != nil {
+			j.code, j.err = terr.code, terr.err
+			return
+		}
+		switch {
+		case out == nil && batch.ProducerID() < 0:
+			j.stored = []byte{}
+		case out == nil, &out[0] != &batch[0]:
+			if batch.ProducerID() >= 0 {
+				if out, err = forIdempotence(batch, out); err != nil {
+					j.code, j.err = codeStorageError, fmt.Errorf("partition %s: %w", j.p.tp, err)
+					return
+				}
+			}
+			j.stored = out
+		}
+	}
+}
+
+// appendProduce appends a prepared batch, filling sp. It returns the wait
+// for durability when the batch was accepted.
+func (b *Broker) appendProduce(j *produceJob, sp *kmsg.ProduceResponseTopicPartition) func() error {
 	fail := func(code int16, err error) func() error {
 		sp.ErrorCode = code
 		sp.ErrorMessage = errMessage(err)
@@ -80,36 +179,10 @@ func (b *Broker) produceTo(t *topic, p *partition, r *kmsg.ProduceRequest, raw [
 			return fail(codeStorageError, err)
 		}
 	}
-	if len(raw) > t.cfg.maxMessageBytes {
-		return fail(codeMessageTooLarge, fmt.Errorf("batch of %d bytes exceeds max.message.bytes %d of topic %s", len(raw), t.cfg.maxMessageBytes, t.meta.Name))
+	if j.err != nil {
+		return fail(j.code, j.err)
 	}
-	batch, err := record.Validate(raw, record.ValidateOptions{Records: b.cfg.ValidateRecords, MaxUncompressed: b.cfg.LogBase.MaxUncompressed})
-	if err != nil {
-		return fail(storageErrorCode(err), err)
-	}
-	if batch.IsTransactional() || r.TransactionID != nil {
-		return fail(codeInvalidTxnState, fmt.Errorf("transactions are not supported by this broker"))
-	}
-	// The produce-stage plugins decide what is stored (nil: the batch as
-	// sent; empty: nothing).
-	var stored []byte
-	if t.plugins != nil && t.cfg.plugins.produce.refs != nil {
-		out, terr := b.runProduceTransforms(t, batch)
-		if terr != nil {
-			return fail(terr.code, terr.err)
-		}
-		switch {
-		case out == nil && batch.ProducerID() < 0:
-			stored = []byte{}
-		case out == nil, &out[0] != &batch[0]:
-			if batch.ProducerID() >= 0 {
-				if out, err = forIdempotence(batch, out); err != nil {
-					return fail(codeStorageError, fmt.Errorf("partition %s: %w", p.tp, err))
-				}
-			}
-			stored = out
-		}
-	}
+	t, p, batch, stored := j.t, j.p, j.batch, j.stored
 	appendTime := int64(-1)
 	if t.cfg.logAppendTime {
 		appendTime = b.cfg.Now().UnixMilli()
@@ -124,7 +197,7 @@ func (b *Broker) produceTo(t *topic, p *partition, r *kmsg.ProduceRequest, raw [
 	}
 	sp.BaseOffset, sp.LogStartOffset, sp.LogAppendTime = out.base, out.logStart, appendTime
 	if o := b.cfg.Observer; o != nil {
-		kept := record.Batch(batch)
+		kept := batch
 		if stored != nil {
 			kept = stored
 		}

@@ -3,13 +3,16 @@ package broker
 import (
 	"bufio"
 	"encoding/binary"
+	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/eddybroker/eddy/transport/kafkawire"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -212,4 +215,77 @@ func readFrame(t *testing.T, rc *rawConn) []byte {
 
 func parseResp(frame []byte, resp kmsg.Response) (int32, error) {
 	return kafkawire.ParseResponse(frame, resp)
+}
+
+// A large request's batches are checked in parallel but appended in the
+// request's order: a bad batch among good ones is refused alone, and two
+// batches for one partition land in the order they were sent.
+func TestLargeRequestAppendsInOrderAroundABadBatch(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	if _, err := n.admin().CreateTopic(ctxT(t), 3, 1, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	big := func(prefix string, count int) []byte {
+		vals := make([]string, count)
+		for i := range vals {
+			vals[i] = fmt.Sprintf("%s-%04d-%s", prefix, i, strings.Repeat("v", 1000))
+		}
+		return goodBatch(t, vals...)
+	}
+	bad := big("bad", 40)
+	bad[len(bad)-1] ^= 0xff
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = "t"
+	for _, part := range []struct {
+		p int32
+		b []byte
+	}{{0, big("first", 40)}, {1, bad}, {2, big("other", 40)}, {0, big("second", 30)}} {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = part.p, part.b
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	if size := len(kafkawire.AppendRequest(nil, 1, nil, req)); size < 128<<10 {
+		t.Fatalf("request of %d bytes is too small to be checked in parallel", size)
+	}
+	resp := dialRaw(t, n.addr).roundTrip(req).(*kmsg.ProduceResponse)
+	got := resp.Topics[0].Partitions
+	want := []struct {
+		code int16
+		base int64
+	}{{0, 0}, {kerr.CorruptMessage.Code, -1}, {0, 0}, {0, 40}}
+	for i, w := range want {
+		if got[i].Partition != rt.Partitions[i].Partition || got[i].ErrorCode != w.code || got[i].BaseOffset != w.base {
+			t.Errorf("answer %d: partition %d error %d base %d, want partition %d error %d base %d", i, got[i].Partition, got[i].ErrorCode, got[i].BaseOffset, rt.Partitions[i].Partition, w.code, w.base)
+		}
+	}
+	ends := map[int32]int64{0: 70, 1: 0, 2: 40}
+	for part, end := range ends {
+		_, p, _ := n.broker.partition("t", part)
+		if leo := p.log.Offsets().LEO; leo != end {
+			t.Errorf("partition %d: log end %d, want %d", part, leo, end)
+		}
+	}
+	c := n.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"t": {0: kgo.NewOffset().AtStart()}}))
+	var vals []string
+	for len(vals) < 70 {
+		fs := c.PollFetches(ctxT(t))
+		if err := fs.Err(); err != nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			vals = append(vals, string(r.Value[:strings.LastIndexByte(string(r.Value), '-')]))
+		})
+	}
+	for i, v := range vals {
+		w := fmt.Sprintf("first-%04d", i)
+		if i >= 40 {
+			w = fmt.Sprintf("second-%04d", i-40)
+		}
+		if v != w {
+			t.Fatalf("partition 0, offset %d: %q, want %q", i, v, w)
+		}
+	}
 }

@@ -44,7 +44,16 @@ const PASSWORD = bytes("password");
 const MASK = bytes('"***"');
 
 class Bytes {
-  constructor(public ptr: usize, public len: u32) {}
+  // The first and the last four bytes, for same.
+  first: u32 = 0;
+  last: u32 = 0;
+
+  constructor(public ptr: usize, public len: u32) {
+    if (len >= 4) {
+      this.first = load<u32>(ptr);
+      this.last = load<u32>(ptr + <usize>(len - 4));
+    }
+  }
 }
 
 function bytes(s: string): Bytes {
@@ -104,6 +113,14 @@ function equal(p: usize, n: u32, s: Bytes): bool {
   return n == s.len && memory.compare(p, s.ptr, n) == 0;
 }
 
+// same reports whether p[0:n] is s, a string of four to eight bytes: two
+// four-byte loads, which overlap when s is shorter than eight.
+// @ts-ignore: decorator
+@inline
+function same(p: usize, n: u32, s: Bytes): bool {
+  return n == s.len && load<u32>(p) == s.first && load<u32>(p + <usize>(n - 4)) == s.last;
+}
+
 function isSpace(c: u32): bool {
   return c == 0x20 || c == 0x09 || c == 0x0a || c == 0x0d;
 }
@@ -149,25 +166,58 @@ function keyIs(p: usize, n: u32, s: Bytes): i32 {
   return match && j == s.len ? 1 : 0;
 }
 
-// stringEnd returns the index of the quote closing the JSON string whose
-// body starts at p[start], or -1 when the text ends first.
-function stringEnd(p: usize, n: u32, start: u32): i32 {
-  let i = start;
-  // Eight bytes at a time while none is a quote or a backslash.
-  while (i + 8 <= n) {
-    const w = load<u64>(p + i);
-    const q = w ^ 0x2222222222222222;
-    const b = w ^ 0x5c5c5c5c5c5c5c5c;
-    if ((((q - 0x0101010101010101) & ~q) | ((b - 0x0101010101010101) & ~b)) & 0x8080808080808080) break;
-    i += 8;
+// Whether the last string stringEnd walked held an escape: keys without
+// one are compared as they are written.
+let escaped = false;
+
+const QUOTES = i8x16.splat(0x22);
+const BACKSLASHES = i8x16.splat(0x5c);
+
+// special returns a mask of the quotes and backslashes among the 16 bytes
+// at p, bit k for p[k].
+// @ts-ignore: decorator
+@inline
+function special(p: usize): u32 {
+  const v = v128.load(p);
+  return <u32>i8x16.bitmask(v128.or(i8x16.eq(v, QUOTES), i8x16.eq(v, BACKSLASHES)));
+}
+
+// nextSpecial returns the index of the first quote or backslash in
+// p[i:n], or n. It looks at 16 bytes at a time; the last (partial) step
+// looks at the text's last 16 bytes and ignores those before i, so it
+// never reads past p[n-1].
+// @ts-ignore: decorator
+@inline
+function nextSpecial(p: usize, n: u32, i: u32): u32 {
+  while (i + 16 <= n) {
+    const m = special(p + <usize>i);
+    if (m != 0) return i + ctz(m);
+    i += 16;
+  }
+  if (i >= n) return n;
+  if (n >= 16) {
+    const m = special(p + <usize>(n - 16)) >> (16 - (n - i));
+    return m != 0 ? i + ctz(m) : n;
   }
   for (; i < n; i++) {
-    const c = load<u8>(p + i);
-    if (c == 0x5c) {
-      i++;
-    } else if (c == 0x22) {
-      return <i32>i;
-    }
+    const c = load<u8>(p + <usize>i);
+    if (c == 0x22 || c == 0x5c) return i;
+  }
+  return n;
+}
+
+// stringEnd returns the index of the quote closing the JSON string whose
+// body starts at p[start], or -1 when the text ends first; it sets
+// escaped.
+function stringEnd(p: usize, n: u32, start: u32): i32 {
+  escaped = false;
+  let i = start;
+  while (true) {
+    i = nextSpecial(p, n, i);
+    if (i >= n) return -1;
+    if (load<u8>(p + <usize>i) == 0x22) return <i32>i;
+    escaped = true;
+    i += 2;
   }
   return -1;
 }
@@ -189,6 +239,7 @@ function scan(p: usize, n: u32, spans: usize): i32 {
     const ks = i + 1;
     const ke = stringEnd(p, n, ks);
     if (ke < 0) return found;
+    const keyEscaped = escaped;
     i = <u32>ke + 1;
     while (i < n && isSpace(load<u8>(p + i))) i++;
     if (i >= n || load<u8>(p + i) != 0x3a) return found;
@@ -231,7 +282,7 @@ function scan(p: usize, n: u32, spans: usize): i32 {
     // The member: key p[ks:ke], value p[vs:i].
     const kp = p + ks;
     const kn = <u32>ke - ks;
-    const isLevel = keyIs(kp, kn, LEVEL);
+    const isLevel = keyEscaped ? keyIs(kp, kn, LEVEL) : <i32>same(kp, kn, LEVEL);
     if (isLevel < 0) return found;
     if (isLevel == 1) {
       let lp = p + vs;
@@ -240,9 +291,9 @@ function scan(p: usize, n: u32, spans: usize): i32 {
         lp++;
         ln -= 2;
       }
-      if (equal(lp, ln, DEBUG)) return -1;
+      if (same(lp, ln, DEBUG)) return -1;
     }
-    if (found < MAX_SPANS && keyIs(kp, kn, PASSWORD) == 1) {
+    if (found < MAX_SPANS && (keyEscaped ? keyIs(kp, kn, PASSWORD) == 1 : same(kp, kn, PASSWORD))) {
       store<u32>(spans + (<usize>found << 3), vs);
       store<u32>(spans + (<usize>found << 3), i, 4);
       found++;
