@@ -12,7 +12,7 @@ import (
 // The record decoder sits on every produce (validation), every plugin call
 // and every compaction pass, so it parses the record format directly
 // rather than through kmsg's general reader: one bounds check per field,
-// single-byte varints inline, no allocation once the header slice has
+// one- and two-byte varints inline, no allocation once the header slice has
 // grown. It is stricter than kmsg where Kafka is: a record must consume
 // exactly the bytes its length declares, and header counts and header key
 // lengths may not be negative. A negative key, value or header value
@@ -24,9 +24,8 @@ var (
 )
 
 // varint decodes a zigzag varint at b[p:], returning the value and the
-// position after it; the caller inlines the one-byte case (most of a
-// record's fields) before calling it: function calls dominate the cost of
-// decoding small records.
+// position after it; callers try short first: function calls dominate the
+// cost of decoding small records.
 func varint(b []byte, p int) (int64, int, error) {
 	if p >= len(b) {
 		return 0, 0, errTruncated
@@ -38,15 +37,10 @@ func varint(b []byte, p int) (int64, int, error) {
 	return int64(u>>1) ^ -int64(u&1), p + n, nil
 }
 
-// varint32 is varint for a value that must fit 32 bits, with the one-
-// and two-byte cases decoded in place.
+// varint32 is varint for a value that must fit 32 bits.
 func varint32(b []byte, p int) (int32, int, error) {
-	if p+1 < len(b) && (b[p] < 0x80 || b[p+1] < 0x80) {
-		u, n := uint32(b[p]), 1
-		if u >= 0x80 {
-			u, n = u&0x7f|uint32(b[p+1])<<7, 2
-		}
-		return int32(u>>1) ^ -int32(u&1), p + n, nil
+	if v, next, ok := short(b, p); ok {
+		return v, next, nil
 	}
 	v, next, err := varint(b, p)
 	// Kafka (and kmsg) read a 32-bit varint from at most five bytes: a
@@ -55,6 +49,24 @@ func varint32(b []byte, p int) (int32, int, error) {
 		err = errVarint
 	}
 	return int32(v), next, err
+}
+
+// short decodes a zigzag varint of one or two bytes at b[p:] (a record's
+// lengths, deltas and counts, nearly always) and the position after it; ok
+// is false for a longer one, or for one cut short, left to varint32. It
+// is small enough to be inlined, which is its point.
+func short(b []byte, p int) (v int32, next int, ok bool) {
+	if p < len(b) {
+		u := uint32(b[p])
+		if u < 0x80 {
+			return int32(u>>1) ^ -int32(u&1), p + 1, true
+		}
+		if p+1 < len(b) && b[p+1] < 0x80 {
+			u = u&0x7f | uint32(b[p+1])<<7
+			return int32(u>>1) ^ -int32(u&1), p + 2, true
+		}
+	}
+	return 0, p, false
 }
 
 // span returns the l bytes at b[p:] (nil when l < 0, Kafka's null) and
@@ -76,16 +88,16 @@ func DecodeRecord(src []byte, r *kmsg.Record) (int, error) {
 	hdrs := r.Headers[:0]
 	*r = kmsg.Record{}
 	var (
-		p        int
+		p, next  int
+		ok       bool
 		err      error
 		l, count int32
 	)
 	b := src
-	if p < len(b) && b[p] < 0x80 {
-		l = int32(b[p]>>1) ^ -int32(b[p]&1)
-		p++
-	} else if l, p, err = varint32(b, p); err != nil {
-		return 0, fmt.Errorf("length: %w", err)
+	if l, p, ok = short(b, 0); !ok {
+		if l, p, err = varint32(b, 0); err != nil {
+			return 0, fmt.Errorf("length: %w", err)
+		}
 	}
 	if l < 0 || int(l) > len(src)-p {
 		return 0, fmt.Errorf("length %d runs past the %d bytes left", l, len(src)-p)
@@ -97,40 +109,35 @@ func DecodeRecord(src []byte, r *kmsg.Record) (int, error) {
 	}
 	r.Attributes = int8(b[p])
 	p++
-	if p < len(b) && b[p] < 0x80 {
-		r.TimestampDelta64 = int64(b[p]>>1) ^ -int64(b[p]&1)
-		p++
+	if l, next, ok = short(b, p); ok {
+		r.TimestampDelta64, p = int64(l), next
 	} else if r.TimestampDelta64, p, err = varint(b, p); err != nil {
 		return 0, fmt.Errorf("timestamp delta: %w", err)
 	}
 	r.TimestampDelta = int32(r.TimestampDelta64)
-	if p < len(b) && b[p] < 0x80 {
-		r.OffsetDelta = int32(b[p]>>1) ^ -int32(b[p]&1)
-		p++
+	if r.OffsetDelta, next, ok = short(b, p); ok {
+		p = next
 	} else if r.OffsetDelta, p, err = varint32(b, p); err != nil {
 		return 0, fmt.Errorf("offset delta: %w", err)
 	}
-	if p < len(b) && b[p] < 0x80 {
-		l = int32(b[p]>>1) ^ -int32(b[p]&1)
-		p++
+	if l, next, ok = short(b, p); ok {
+		p = next
 	} else if l, p, err = varint32(b, p); err != nil {
 		return 0, fmt.Errorf("key length: %w", err)
 	}
 	if r.Key, p, err = span(b, p, l); err != nil {
 		return 0, fmt.Errorf("key: %w", err)
 	}
-	if p < len(b) && b[p] < 0x80 {
-		l = int32(b[p]>>1) ^ -int32(b[p]&1)
-		p++
+	if l, next, ok = short(b, p); ok {
+		p = next
 	} else if l, p, err = varint32(b, p); err != nil {
 		return 0, fmt.Errorf("value length: %w", err)
 	}
 	if r.Value, p, err = span(b, p, l); err != nil {
 		return 0, fmt.Errorf("value: %w", err)
 	}
-	if p < len(b) && b[p] < 0x80 {
-		count = int32(b[p]>>1) ^ -int32(b[p]&1)
-		p++
+	if count, next, ok = short(b, p); ok {
+		p = next
 	} else if count, p, err = varint32(b, p); err != nil {
 		return 0, fmt.Errorf("header count: %w", err)
 	}
