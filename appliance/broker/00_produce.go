@@ -118,10 +118,11 @@ type produceJob struct {
 	topic, part int // indexes into the response
 
 	// Set by prepareProduce.
-	batch  record.Batch
-	stored []byte // what the transforms leave to store; nil: the batch
-	code   int16  // refused: the error code and why
-	err    error
+	batch   record.Batch
+	stored  []byte // what the transforms leave to store; nil: the batch
+	release func() // recycles stored once appended; may be nil
+	code    int16  // refused: the error code and why
+	err     error
 }
 
 // prepareProduce checks one partition's batch and runs its topic's produce
@@ -146,7 +147,8 @@ func (b *Broker) prepareProduce(j *produceJob, r *kmsg.ProduceRequest) {
 	// The produce-stage plugins decide what is stored (nil: the batch as
 	// sent; empty: nothing).
 	if t.plugins != nil && t.cfg.plugins.produce.refs != nil {
-		out, terr := b.runProduceTransforms(t, batch)
+		out, release, terr := b.runProduceTransforms(t, batch)
+		j.release = release
 		if terr != nil {
 			j.code, j.err = terr.code, terr.err
 			return
@@ -173,6 +175,9 @@ func (b *Broker) appendProduce(j *produceJob, sp *kmsg.ProduceResponseTopicParti
 		sp.ErrorCode = code
 		sp.ErrorMessage = errMessage(err)
 		return nil
+	}
+	if j.release != nil {
+		defer j.release()
 	}
 	if g := b.cfg.ProduceGuard; g != nil {
 		if err := g(); err != nil {

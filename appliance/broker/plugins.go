@@ -445,17 +445,22 @@ type transformError struct {
 
 // runProduceTransforms runs a topic's produce chain over a validated batch.
 // It returns the batch to store: the input itself when nothing changed,
-// a re-encoded batch, or nil when every record was dropped. Under
-// on.error=bypass a failing chain stores the input unfiltered.
-func (b *Broker) runProduceTransforms(t *topic, batch record.Batch) ([]byte, *transformError) {
+// a re-encoded batch, or nil when every record was dropped; and a release
+// to call once the batch is appended, which recycles a re-encoded batch's
+// buffer. Under on.error=bypass a failing chain stores the input
+// unfiltered.
+func (b *Broker) runProduceTransforms(t *topic, batch record.Batch) ([]byte, func(), *transformError) {
 	bp := t.plugins
 	policy := t.cfg.plugins.produce.onErrorOr("reject")
-	fail := func(err error) ([]byte, *transformError) {
+	// last is the transform result cur comes from, when one rebuilt it.
+	var last host.Result
+	fail := func(err error) ([]byte, func(), *transformError) {
+		last.Release()
 		if policy == "bypass" {
 			b.log.Warn("produce transform failed; appending the batch unfiltered (plugin.produce.on.error=bypass)", "topic", t.meta.Name, "err", err)
-			return batch, nil
+			return batch, nil, nil
 		}
-		return nil, &transformError{codeStorageError, fmt.Errorf("produce transform of topic %s failed, nothing appended (plugin.produce.on.error=reject; retry): %w", t.meta.Name, err)}
+		return nil, nil, &transformError{codeStorageError, fmt.Errorf("produce transform of topic %s failed, nothing appended (plugin.produce.on.error=reject; retry): %w", t.meta.Name, err)}
 	}
 	if bp.err != nil {
 		return fail(bp.err)
@@ -467,18 +472,25 @@ func (b *Broker) runProduceTransforms(t *topic, batch record.Batch) ([]byte, *tr
 			return fail(fmt.Errorf("%s: %w", t.cfg.plugins.produce.refs[i], err))
 		}
 		if len(res.Rejected) > 0 {
+			last.Release()
 			msg := res.Message
 			if msg == "" {
 				msg = "rejected by the produce transform"
 			}
-			return nil, &transformError{codeInvalidRecord, fmt.Errorf("%s: %d record(s) rejected, first at index %d: %s", t.cfg.plugins.produce.refs[i], len(res.Rejected), res.Rejected[0], msg)}
+			return nil, nil, &transformError{codeInvalidRecord, fmt.Errorf("%s: %d record(s) rejected, first at index %d: %s", t.cfg.plugins.produce.refs[i], len(res.Rejected), res.Rejected[0], msg)}
+		}
+		if res.Changed {
+			// The previous output is now copied into this one.
+			last.Release()
+			last = res
 		}
 		if res.Out == nil {
-			return nil, nil // every record dropped
+			last.Release()
+			return nil, nil, nil // every record dropped
 		}
 		cur = res.Out
 	}
-	return cur, nil
+	return cur, last.Release, nil
 }
 
 // forIdempotence prepares a transformed batch of an idempotent producer

@@ -32,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/internal/bufpool"
 	"github.com/eddybroker/eddy/plugins/abi"
 	"github.com/eddybroker/eddy/plugins/host/sandbox"
 )
@@ -93,6 +94,7 @@ type Host struct {
 	cfg   Config
 	decs  sync.Pool // *decoded
 	encs  sync.Pool // *abi.BlockEncoder
+	outs  *bufpool.Pool
 	clock func() time.Time
 }
 
@@ -109,7 +111,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("start plugin host: %w", err)
 	}
 	cfg.Config = e.Config()
-	return &Host{Engine: e, cfg: cfg, clock: cfg.Now}, nil
+	return &Host{Engine: e, cfg: cfg, clock: cfg.Now, outs: bufpool.New(minPooledOutput, 32<<20)}, nil
 }
 
 // HostConfig returns the configuration with defaults filled in.

@@ -374,3 +374,55 @@ func TestExamplesAreInstrumented(t *testing.T) {
 		}
 	}
 }
+
+// A large rebuilt batch's buffer goes back to the host on Release and
+// serves the next rebuilt batch; Release of an unchanged result never
+// hands the caller's input to the pool.
+func TestTransformReleaseRecyclesOnlyRebuiltBatches(t *testing.T) {
+	h := newHost(t, nil)
+	tr, err := h.Transformer(context.Background(), example(t, h, "filter").Digest, nil, host.CallOptions{Topic: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := benchRecords(2000) // about 200 KiB, every record redacted
+	in := kafkaBatch(t, record.CodecNone, recs)
+	first, err := tr.Transform(context.Background(), in)
+	if err != nil || !first.Changed {
+		t.Fatalf("transform: changed %v, %v", first.Changed, err)
+	}
+	want := append([]byte(nil), first.Out...)
+	first.Release()
+	second, err := tr.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &second.Out[0] != &first.Out[0] {
+		t.Fatal("the released buffer did not serve the next rebuilt batch")
+	}
+	if !bytes.Equal(second.Out, want) {
+		t.Fatal("the batch rebuilt into a recycled buffer differs")
+	}
+	second.Release()
+
+	// Nothing to change: Out is the input, and Release leaves it alone.
+	var kept []rec
+	for i := range 2000 {
+		kept = append(kept, rec{key: recs[i].key, value: []byte(`{"level":"info","msg":"nothing to redact here"}`)})
+	}
+	plain := kafkaBatch(t, record.CodecNone, kept)
+	same, err := tr.Transform(context.Background(), plain)
+	if err != nil || same.Changed || &same.Out[0] != &plain[0] {
+		t.Fatalf("unchanged batch: changed %v, %v", same.Changed, err)
+	}
+	same.Release()
+	third, err := tr.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &third.Out[0] == &plain[0] {
+		t.Fatal("the input of an unchanged transform was recycled")
+	}
+	if &third.Out[0] != &first.Out[0] {
+		t.Fatal("the buffer released second did not serve the third rebuilt batch")
+	}
+}

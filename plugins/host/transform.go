@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddybroker/eddy/appliance/record"
+	"github.com/eddybroker/eddy/internal/bufpool"
 	"github.com/eddybroker/eddy/plugins/abi"
 	"github.com/eddybroker/eddy/plugins/host/sandbox"
 )
@@ -67,7 +68,25 @@ type Result struct {
 	// Message is what the plugin passed to set_error with a successful
 	// call, typically the reason for a rejection.
 	Message string
+
+	pool *bufpool.Pool
+	bufs [][]byte // the recycled buffers behind Out and Routes
 }
+
+// Release hands the buffers of Out and Routes back for reuse once the
+// caller is done with them (has appended them); neither may be used
+// afterwards. Without it they are garbage collected as usual. It never
+// touches the input batch, which Out is when nothing changed.
+func (r *Result) Release() {
+	for _, b := range r.bufs {
+		r.pool.Put(b)
+	}
+	r.bufs = nil
+}
+
+// minPooledOutput is the smallest rebuilt batch given a recycled buffer:
+// below it, allocating is as cheap as the pool.
+const minPooledOutput = 64 << 10
 
 // Transform runs the transform over batch, whose partition is not yet
 // assigned (produce).
@@ -117,7 +136,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 				res.Emitted += out.Output.Len()
 			}
 			if b == nil && changed && len(res.Rejected) == 0 {
-				b = newBuilder(d.b, t.o.Routes, len(batch)+len(out.Output.Bytes()))
+				b = newBuilder(d.b, t.o.Routes, len(batch), t.h.outs)
 				for i := range first {
 					in := &d.recs[i]
 					b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
@@ -149,14 +168,14 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 		res.Out = batch
 		return res, nil
 	}
-	res.Changed = true
-	if res.Out, err = b.build(0); err != nil {
+	res.Changed, res.pool = true, t.h.outs
+	if res.Out, err = b.build(0, &res.bufs); err != nil {
 		return Result{}, err
 	}
 	if t.o.Routes > 0 {
 		res.Routes = make([][]byte, t.o.Routes)
 		for k := 1; k <= t.o.Routes; k++ {
-			if res.Routes[k-1], err = b.build(k); err != nil {
+			if res.Routes[k-1], err = b.build(k, &res.bufs); err != nil {
 				return Result{}, err
 			}
 		}
@@ -171,6 +190,7 @@ type builder struct {
 	in     record.Batch
 	routes []routeBuf
 	hdrs   []kmsg.Header
+	pool   *bufpool.Pool
 }
 
 type routeBuf struct {
@@ -180,12 +200,17 @@ type routeBuf struct {
 }
 
 // newBuilder starts the routes' buffers; sizeHint is about the bytes the
-// default route will hold.
-func newBuilder(in record.Batch, routes, sizeHint int) *builder {
-	b := &builder{in: in, routes: make([]routeBuf, routes+1)}
+// default route will hold (a filter's output is at most its input), and a
+// large one is taken from pool.
+func newBuilder(in record.Batch, routes, sizeHint int, pool *bufpool.Pool) *builder {
+	b := &builder{in: in, routes: make([]routeBuf, routes+1), pool: pool}
 	for i := range b.routes {
 		b.routes[i].maxTS = math.MinInt64
-		b.routes[i].raw = make([]byte, record.HeaderSize, record.HeaderSize+min(sizeHint, 16<<20))
+		if n := record.HeaderSize + min(sizeHint, 16<<20); n >= minPooledOutput {
+			b.routes[i].raw = pool.Get(n)[:record.HeaderSize]
+		} else {
+			b.routes[i].raw = make([]byte, record.HeaderSize, n)
+		}
 		sizeHint = 0
 	}
 	return b
@@ -214,8 +239,10 @@ func (b *builder) append(k int, ts int64, key, value []byte, hdrs []kmsg.Header)
 	rb.maxTS = max(rb.maxTS, ts)
 }
 
-// build wraps route k's records in a RecordBatch v2; nil when empty.
-func (b *builder) build(k int) ([]byte, error) {
+// build wraps route k's records in a RecordBatch v2; nil when empty. The
+// buffer behind the batch is added to bufs; one it no longer needs
+// (compressed batches are written anew) goes back to the pool.
+func (b *builder) build(k int, bufs *[][]byte) ([]byte, error) {
 	rb := &b.routes[k]
 	if rb.count == 0 {
 		return nil, nil
@@ -242,6 +269,13 @@ func (b *builder) build(k int) ([]byte, error) {
 	out, err := record.BuildInto(opts, rb.raw, rb.count, rb.count-1, maxTS)
 	if err != nil {
 		return nil, fmt.Errorf("build transformed batch (route %d): %w", k, err)
+	}
+	switch {
+	case cap(rb.raw) < minPooledOutput:
+	case &out[0] == &rb.raw[0]:
+		*bufs = append(*bufs, out)
+	default:
+		b.pool.Put(rb.raw)
 	}
 	return out, nil
 }

@@ -20,8 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
+	"github.com/eddybroker/eddy/internal/bufpool"
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -153,46 +153,6 @@ func ParseResponse(frame []byte, resp kmsg.Response) (int32, error) {
 // it, allocating is as cheap as the pool.
 const minPooledFrame = 64 << 10
 
-// maxFreeFrameBytes bounds the bytes of recycled Produce buffers a node
-// keeps while they wait for a request: what it holds when idle, and what
-// it adds to the heap the collector paces itself by.
-const maxFreeFrameBytes = 16 << 20
-
-// freeFrames keeps buffers, each a whole multiple of minPooledFrame bytes,
-// for large Produce requests: without them every 1 MiB batch costs an
-// allocation, its zeroing and the garbage collection of it. Rounding up to
-// the next multiple keeps a 1 MiB batch's buffer at 1 MiB and 64 KiB;
-// demand beyond what is kept allocates as before.
-var freeFrames struct {
-	sync.Mutex
-	bufs  []*[]byte
-	bytes int
-}
-
-// getFrame returns a recycled buffer of at least n bytes, or a new one.
-func getFrame(n int) *[]byte {
-	f := &freeFrames
-	f.Lock()
-	for i := len(f.bufs) - 1; i >= 0; i-- {
-		if p := f.bufs[i]; cap(*p) >= n {
-			f.bufs = append(f.bufs[:i], f.bufs[i+1:]...)
-			f.bytes -= cap(*p)
-			f.Unlock()
-			return p
-		}
-	}
-	f.Unlock()
-	b := make([]byte, (n+minPooledFrame-1)/minPooledFrame*minPooledFrame)
-	return &b
-}
-
-// putFrame keeps p for a later request, within maxFreeFrameBytes.
-func putFrame(p *[]byte) {
-	f := &freeFrames
-	f.Lock()
-	if f.bytes+cap(*p) <= maxFreeFrameBytes {
-		f.bufs = append(f.bufs, p)
-		f.bytes += cap(*p)
-	}
-	f.Unlock()
-}
+// frames keeps buffers for large Produce requests, within 16 MiB of free
+// bytes (see bufpool).
+var frames = bufpool.New(minPooledFrame, 16<<20)

@@ -83,7 +83,7 @@ type item struct {
 	start   time.Time
 	size    int // request frame bytes
 	resp    kmsg.Response
-	frame   *[]byte       // a pooled request buffer to recycle once answered
+	frame   []byte        // a pooled request buffer to recycle once answered
 	done    chan struct{} // closed when a Later response is ready; nil otherwise
 	respond bool
 	v0      bool
@@ -131,17 +131,17 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	var err error
 	for {
 		var frame []byte
-		var pooled *[]byte
+		var pooled []byte
 		frame, err = readFrame(br, cfg.MaxFrameSize, func(n int) []byte {
 			if n < minPooledFrame {
 				return make([]byte, n)
 			}
-			pooled = getFrame(n)
-			return (*pooled)[:n]
+			pooled = frames.Get(n)
+			return pooled
 		})
 		if err != nil {
 			if pooled != nil {
-				putFrame(pooled)
+				frames.Put(pooled)
 			}
 			break
 		}
@@ -153,7 +153,7 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 		// Only a Produce request's buffer comes back (see Handler).
 		if pooled != nil && int16(binary.BigEndian.Uint16(frame)) == kmsg.Produce.Int16() {
 			if it == nil {
-				putFrame(pooled)
+				frames.Put(pooled)
 			} else {
 				it.frame = pooled
 			}
@@ -259,7 +259,7 @@ func writeLoop(conn net.Conn, items <-chan *item, listener string, obs Observer)
 			continue
 		}
 		if it.frame != nil {
-			putFrame(it.frame)
+			frames.Put(it.frame)
 		}
 		if obs != nil {
 			obs.Request(listener, it.hdr.Key, it.size, len(buf), time.Since(it.start))
