@@ -14,9 +14,9 @@ import (
 
 // produce validates every partition's batch (and runs its topic's
 // produce transforms), appends them in the request's order, then waits for
-// their flush off the connection's reading goroutine. acks=0 gets no
-// response; acks=1 and acks=-1 both wait for the local flush policy (a
-// single node is its own in-sync set).
+// their flush, all off the connection's reading goroutine (a Staged
+// result). acks=0 gets no response; acks=1 and acks=-1 both wait for the
+// local flush policy (a single node is its own in-sync set).
 func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawire.Result {
 	resp := r.ResponseKind().(*kmsg.ProduceResponse)
 	var jobs []produceJob
@@ -45,16 +45,27 @@ func (b *Broker) produce(req *kafkawire.Request, r *kmsg.ProduceRequest) kafkawi
 		resp.Topics = append(resp.Topics, st)
 	}
 	// Checking batches (CRCs, records, decompression) and running
-	// transforms touch nothing shared: large requests spread them over the
-	// cores. Appends then follow the request's order.
-	prepare := func(i int) { b.prepareProduce(&jobs[i], r) }
-	if len(jobs) > 1 && size >= parallelProduceBytes {
-		parallel(len(jobs), prepare)
-	} else {
+	// transforms touch nothing shared: they run while the connection reads
+	// the requests behind this one, and a large request's partitions are
+	// spread over the cores. Appends then follow the requests' order.
+	prepare := func() {
+		one := func(i int) { b.prepareProduce(&jobs[i], r) }
+		if len(jobs) > 1 && size >= parallelProduceBytes {
+			parallel(len(jobs), one)
+			return
+		}
 		for i := range jobs {
-			prepare(i)
+			one(i)
 		}
 	}
+	return kafkawire.Result{Staged: &kafkawire.Staged{Prepare: prepare, Commit: func() kafkawire.Result {
+		return b.commitProduce(r, resp, jobs)
+	}}}
+}
+
+// commitProduce appends a request's prepared batches in order and returns
+// the wait for their flush.
+func (b *Broker) commitProduce(r *kmsg.ProduceRequest, resp *kmsg.ProduceResponse, jobs []produceJob) kafkawire.Result {
 	type pending struct {
 		topic, part int // indexes into resp.Topics and its Partitions
 		wait        func() error

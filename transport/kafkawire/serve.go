@@ -42,17 +42,36 @@ type Result struct {
 	// Later, when set, computes the response off the reading goroutine
 	// (waiting for a flush or a long poll); it keeps its place in order.
 	Later func() kmsg.Response
+	// Staged, when set, serves the request in two steps off the reading
+	// goroutine (Produce only).
+	Staged *Staged
+}
+
+// Staged is a Produce request served off the reading goroutine in two
+// steps, so that the connection reads and prepares the requests behind
+// it meanwhile. Prepare (checking batches) runs at once, concurrently
+// with later requests. Commit (appending) runs after Prepare, after the
+// Commit of every earlier Produce request of the connection, and before
+// any later request other than a Produce is served: the connection's
+// requests take effect in their order, as if served one at a time.
+// Commit returns the request's Result: a Response, a Later, or
+// NoResponse.
+type Staged struct {
+	Prepare func()
+	Commit  func() Result
 }
 
 // NoResponse is the result of a request that gets no answer (acks=0).
 var NoResponse = Result{}
 
 // Handler serves requests. Serve is called on the connection's reading
-// goroutine, one request at a time in arrival order.
+// goroutine, one request at a time in arrival order. A Produce request's
+// Serve may run before earlier Produce requests have taken effect, so it
+// changes nothing itself: it returns a Staged result, whose Commit does.
 //
 // The bytes of a Produce request (its record batches) are valid only
-// until its response has been written, or until Serve returns when no
-// response is owed: their buffer is then reused for a later request. A
+// until its response has been written, or until its Commit returns when
+// no response is owed: their buffer is then reused for a later request. A
 // handler copies what it keeps beyond that (the log's write does). Other
 // requests' bytes are never reused.
 type Handler interface {
@@ -84,9 +103,17 @@ type item struct {
 	size    int // request frame bytes
 	resp    kmsg.Response
 	frame   []byte        // a pooled request buffer to recycle once answered
-	done    chan struct{} // closed when a Later response is ready; nil otherwise
-	respond bool
+	done    chan struct{} // closed when a Later or Staged response is ready; nil otherwise
+	respond bool          // false when a Staged request turned out to owe no response
 	v0      bool
+}
+
+// stages orders a connection's Staged requests: committed is closed once
+// the last one dispatched has committed, and running counts those whose
+// goroutine has not finished.
+type stages struct {
+	committed chan struct{}
+	running   sync.WaitGroup
 }
 
 // ServeConn serves one connection until the peer closes it, a protocol
@@ -127,6 +154,9 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
 
+	st := &stages{committed: make(chan struct{})}
+	close(st.committed)
+	defer st.running.Wait() // no append outlives the connection's serving
 	br := bufio.NewReaderSize(conn, 64<<10)
 	var err error
 	for {
@@ -146,8 +176,11 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 			break
 		}
 		start := time.Now()
+		if int16(binary.BigEndian.Uint16(frame)) != kmsg.Produce.Int16() {
+			<-st.committed // earlier produces take effect first
+		}
 		var it *item
-		if it, err = dispatch(frame, &info, h, connCtx); err != nil {
+		if it, err = dispatch(frame, &info, h, connCtx, st); err != nil {
 			break
 		}
 		// Only a Produce request's buffer comes back (see Handler).
@@ -190,7 +223,7 @@ func isClosed(err error) bool {
 
 // dispatch parses a frame and runs the handler; a nil item means no
 // response is owed.
-func dispatch(frame []byte, info *ConnInfo, h Handler, ctx context.Context) (*item, error) {
+func dispatch(frame []byte, info *ConnInfo, h Handler, ctx context.Context, st *stages) (*item, error) {
 	hdr, body, err := ParseRequest(frame)
 	if hdr.Key == ApiVersionsKey && (errors.Is(err, ErrUnsupported) || (err == nil && !h.Supported(hdr.Key, hdr.Version))) {
 		// A client newer than us: answer at v0 with our versions.
@@ -208,6 +241,28 @@ func dispatch(frame []byte, info *ConnInfo, h Handler, ctx context.Context) (*it
 	req := &Request{Header: hdr, Body: body, Conn: info, Ctx: ctx}
 	res := h.Serve(req)
 	switch {
+	case res.Staged != nil:
+		it := &item{hdr: hdr, respond: true, done: make(chan struct{})}
+		prev, committed := st.committed, make(chan struct{})
+		st.committed = committed
+		st.running.Add(1)
+		go func() {
+			defer st.running.Done()
+			res.Staged.Prepare()
+			<-prev
+			r := res.Staged.Commit()
+			close(committed)
+			switch {
+			case r.Later != nil:
+				it.resp = r.Later()
+			case r.Response != nil:
+				it.resp = r.Response
+			default:
+				it.respond = false
+			}
+			close(it.done)
+		}()
+		return it, nil
 	case res.Later != nil:
 		it := &item{hdr: hdr, respond: true, done: make(chan struct{})}
 		go func() {
@@ -242,6 +297,12 @@ func writeLoop(conn net.Conn, items <-chan *item, listener string, obs Observer)
 				}
 				<-it.done
 			}
+		}
+		if !it.respond {
+			if it.frame != nil {
+				frames.Put(it.frame)
+			}
+			continue
 		}
 		resp := it.resp
 		if resp == nil {

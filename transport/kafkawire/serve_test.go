@@ -6,8 +6,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -346,4 +348,91 @@ func TestProduceBuffersOutliveTheirResponse(t *testing.T) {
 		t.Fatalf("the records of request %d changed before it was answered", corr)
 	default:
 	}
+}
+
+// stagedHandler serves Produce as a Staged request and Metadata at once,
+// logging when each takes effect. A Produce whose records start with a
+// byte in gates prepares only once that gate is closed.
+type stagedHandler struct {
+	gates    map[byte]chan struct{}
+	prepared chan byte
+	mu       sync.Mutex
+	log      []string
+}
+
+func (h *stagedHandler) Supported(key, version int16) bool {
+	return (key == 0 && version >= 3 && version <= 9) || (key == 3 && version <= 12)
+}
+
+func (h *stagedHandler) note(s string) {
+	h.mu.Lock()
+	h.log = append(h.log, s)
+	h.mu.Unlock()
+}
+
+func (h *stagedHandler) Serve(req *Request) Result {
+	switch body := req.Body.(type) {
+	case *kmsg.ProduceRequest:
+		recs := body.Topics[0].Partitions[0].Records
+		id, want := recs[0], bytes.Clone(recs)
+		return Result{Staged: &Staged{
+			Prepare: func() {
+				if g := h.gates[id]; g != nil {
+					<-g
+				}
+				h.prepared <- id
+			},
+			Commit: func() Result {
+				if !bytes.Equal(recs, want) {
+					h.note(fmt.Sprintf("produce %d: bytes changed", id))
+				}
+				h.note(fmt.Sprintf("produce %d", id))
+				if body.Acks == 0 {
+					return NoResponse
+				}
+				return Result{Response: body.ResponseKind()}
+			},
+		}}
+	case *kmsg.MetadataRequest:
+		h.note("metadata")
+		return Result{Response: body.ResponseKind()}
+	}
+	return NoResponse
+}
+
+// TestStagedProducesTakeEffectInOrder: a Produce prepares while earlier
+// ones are still preparing, but commits only after them, and a later
+// request of another kind is served only once every earlier Produce has
+// committed, acks=0 included.
+func TestStagedProducesTakeEffectInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &stagedHandler{gates: map[byte]chan struct{}{1: make(chan struct{})}, prepared: make(chan byte, 4)}
+		c, _, _, _ := serve(t, h, Config{})
+		noAck := produceReq(3, 2*minPooledFrame)
+		noAck.Acks = 0
+		var out []byte
+		out = AppendRequest(out, 1, nil, produceReq(1, 2*minPooledFrame))
+		out = AppendRequest(out, 2, nil, produceReq(2, 100))
+		out = AppendRequest(out, 3, nil, noAck)
+		out = AppendRequest(out, 4, nil, metadataReq("t"))
+		go c.Write(out)
+		synctest.Wait() // 2 and 3 prepared; 1 waits at its gate; nothing committed, metadata not served
+		if len(h.prepared) != 2 || len(h.log) != 0 {
+			t.Fatalf("before the first produce prepared: %d prepared, log %v", len(h.prepared), h.log)
+		}
+		close(h.gates[1])
+		r := bufio.NewReader(c)
+		for _, want := range []int32{1, 2} {
+			if corr := readResp(t, r, &kmsg.ProduceResponse{Version: 9}); corr != want {
+				t.Fatalf("response %d, want %d", corr, want)
+			}
+		}
+		if corr := readResp(t, r, &kmsg.MetadataResponse{Version: 9}); corr != 4 {
+			t.Fatalf("response %d, want the metadata's 4", corr)
+		}
+		want := []string{"produce 1", "produce 2", "produce 3", "metadata"}
+		if fmt.Sprint(h.log) != fmt.Sprint(want) {
+			t.Fatalf("took effect as %v, want %v", h.log, want)
+		}
+	})
 }
