@@ -2,6 +2,7 @@ package abi
 
 import (
 	"fmt"
+	"slices"
 	"unsafe"
 )
 
@@ -23,38 +24,34 @@ var (
 // all lie in one block of memory, the records section of a Kafka batch on
 // the host: EncodeInto copies the part of the block the records span once,
 // whole, as the data area, and the record table points into it, instead
-// of copying each field. The encoder keeps offsets, not slices, so adding
-// a record costs a few words. It is reusable after Reset.
+// of copying each field.
+//
+// The data area comes right after the header and the topic, so its place
+// is known before the first record: each record's table entry is written
+// in its final form as the record is added, and EncodeInto copies the
+// tables whole (only the header-table offsets of records with headers are
+// completed there). The record table follows the data area, 8-byte
+// aligned, and the header table follows it. The encoder is reusable after
+// Reset.
 type BlockEncoder struct {
-	h      Header
-	block  []byte
-	base   uintptr // address of block[0]
-	lo, hi uint32  // the part of block the records span
-	recs   []blockRec
-	kvs    []blockKV
+	h       Header
+	block   []byte
+	base    uintptr // address of block[0]
+	lo, hi  uint32  // the part of block the records span (Cover)
+	covered bool    // lo is set
+	dataOff uint32  // where the data area starts in the buffer
+	table   []byte  // record entries; headers_off relative to the header table
+	kvs     []byte  // header entries
 }
-
-// blockSpan locates a field in the block: off relative to block[0]; len
-// Null for null; empty fields have len 0 and any off.
-type blockSpan struct{ off, len uint32 }
-
-type blockRec struct {
-	offsetDelta, attrs uint32
-	ts                 int64
-	key, value         blockSpan
-	kvStart, kvEnd     uint32
-	sourceIndex        uint32
-}
-
-type blockKV struct{ key, value blockSpan }
 
 // Reset starts a new buffer with header h over block. Every non-empty
 // slice added until the next Reset must lie inside block.
 func (e *BlockEncoder) Reset(h Header, block []byte) {
 	e.h, e.block = h, block
 	e.base = uintptr(unsafe.Pointer(unsafe.SliceData(block)))
-	e.lo, e.hi = uint32(len(block)), 0
-	e.recs, e.kvs = e.recs[:0], e.kvs[:0]
+	e.dataOff = uint32(HeaderSize + len(h.Topic))
+	e.lo, e.hi, e.covered = 0, 0, false
+	e.table, e.kvs = e.table[:0], e.kvs[:0]
 }
 
 // Restart starts a new buffer with the same header and block.
@@ -63,111 +60,125 @@ func (e *BlockEncoder) Restart() { e.Reset(e.h, e.block) }
 // Header returns the header of the buffer.
 func (e *BlockEncoder) Header() Header { return e.h }
 
-// SetHeader replaces the header and keeps the records added so far.
-func (e *BlockEncoder) SetHeader(h Header) { e.h = h }
+// SetHeader replaces the header and keeps the records added so far; the
+// topic keeps its length (the data area's place depends on it).
+func (e *BlockEncoder) SetHeader(h Header) {
+	if len(h.Topic) != len(e.h.Topic) {
+		panic(fmt.Sprintf("abi: BlockEncoder: SetHeader changes the topic's length from %d to %d", len(e.h.Topic), len(h.Topic)))
+	}
+	e.h = h
+}
 
 // Len returns the number of records added.
-func (e *BlockEncoder) Len() int { return len(e.recs) }
+func (e *BlockEncoder) Len() int { return len(e.table) / RecordSize }
 
-func (e *BlockEncoder) span(b []byte) blockSpan {
-	if b == nil {
-		return blockSpan{len: Null}
-	}
-	if len(b) == 0 {
-		return blockSpan{}
-	}
-	off := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - e.base
-	if off >= uintptr(len(e.block)) || uintptr(len(b)) > uintptr(len(e.block))-off {
-		e.outside(len(b))
-	}
-	s := blockSpan{off: uint32(off), len: uint32(len(b))}
-	e.lo, e.hi = min(e.lo, s.off), max(e.hi, s.off+s.len)
-	return s
-}
-
-// AddRecord appends a record whose key and value lie in the block;
-// AddHeader then gives it headers. Input records have route 0.
-func (e *BlockEncoder) AddRecord(offsetDelta, attrs uint32, ts int64, key, value []byte, sourceIndex uint32) {
-	k := uint32(len(e.kvs))
-	e.recs = append(e.recs, blockRec{
-		offsetDelta: offsetDelta, attrs: attrs, ts: ts,
-		key: e.span(key), value: e.span(value),
-		kvStart: k, kvEnd: k, sourceIndex: sourceIndex,
-	})
-}
-
-// Cover makes the data area take in b, which lies in the block: the
-// whole encoded record around the fields added, so that consecutive
-// records make one contiguous area whose size is known before they are
-// added.
+// Cover makes the data area take in b, which lies in the block: the whole
+// encoded record whose fields are added next. The first Cover after a
+// Reset or Restart fixes where the data area starts; later ones extend it
+// (consecutive records make one contiguous area), so the buffer's size is
+// known before the fields are added.
 func (e *BlockEncoder) Cover(b []byte) {
 	off, n := uintptr(unsafe.Pointer(unsafe.SliceData(b)))-e.base, uintptr(len(b))
 	if size := uintptr(len(e.block)); off > size || n > size-off {
 		e.outside(len(b))
 	}
-	e.lo, e.hi = min(e.lo, uint32(off)), max(e.hi, uint32(off+n))
-}
-
-// AddHeader appends a header, whose key and value lie in the block, to
-// the last record added.
-func (e *BlockEncoder) AddHeader(key, value []byte) {
-	e.kvs = append(e.kvs, blockKV{e.span(key), e.span(value)})
-	e.recs[len(e.recs)-1].kvEnd++
-}
-
-func (e *BlockEncoder) dataLen() int {
-	if e.hi < e.lo {
-		return 0
+	if !e.covered {
+		e.lo, e.hi, e.covered = uint32(off), uint32(off), true
 	}
-	return int(e.hi - e.lo)
+	if uint32(off) < e.lo {
+		e.outside(len(b))
+	}
+	e.hi = max(e.hi, uint32(off+n))
+}
+
+// put writes the offset and length of field b, which lies in the covered
+// part of the block, at p.
+func (e *BlockEncoder) put(p []byte, b []byte) {
+	off, n := uint32(e.dataOff), uint32(Null)
+	if b != nil {
+		n = uint32(len(b))
+	}
+	if len(b) > 0 {
+		at := uintptr(unsafe.Pointer(unsafe.SliceData(b))) - e.base
+		if at < uintptr(e.lo) || at > uintptr(e.hi) || uintptr(len(b)) > uintptr(e.hi)-at {
+			e.outside(len(b))
+		}
+		off += uint32(at) - e.lo
+	}
+	le.PutUint32(p, off)
+	le.PutUint32(p[4:], n)
+}
+
+// AddRecord appends a record whose key and value lie in the part of the
+// block covered so far; AddHeader then gives it headers. Input records
+// have route 0.
+func (e *BlockEncoder) AddRecord(offsetDelta, attrs uint32, ts int64, key, value []byte, sourceIndex uint32) {
+	n := len(e.table)
+	e.table = slices.Grow(e.table, RecordSize)[:n+RecordSize]
+	p := e.table[n : n+RecordSize]
+	writeEntry(p, offsetDelta, attrs, ts, uint32(len(e.kvs)), 0, sourceIndex, 0)
+	e.put(p[recKeyOff:], key)
+	e.put(p[recValueOff:], value)
+}
+
+// AddHeader appends a header, whose key and value lie in the covered part
+// of the block, to the last record added.
+func (e *BlockEncoder) AddHeader(key, value []byte) {
+	n := len(e.kvs)
+	e.kvs = slices.Grow(e.kvs, HeaderEntrySize)[:n+HeaderEntrySize]
+	e.put(e.kvs[n:], key)
+	e.put(e.kvs[n+8:], value)
+	p := e.table[len(e.table)-RecordSize:]
+	le.PutUint32(p[recHeadersCount:], le.Uint32(p[recHeadersCount:])+1)
+}
+
+// layout returns where the record table starts and the buffer's size with
+// data bytes of data area, records records and headers headers more.
+func (e *BlockEncoder) layout(data, records, headers int) (recordsOff, size int) {
+	recordsOff = (int(e.dataOff) + int(e.hi-e.lo) + data + 7) &^ 7
+	return recordsOff, recordsOff + len(e.table) + records*RecordSize + len(e.kvs) + headers*HeaderEntrySize
 }
 
 // Size returns the length of the encoded buffer.
 func (e *BlockEncoder) Size() int {
-	return HeaderSize + len(e.recs)*RecordSize + len(e.kvs)*HeaderEntrySize + len(e.h.Topic) + e.dataLen()
+	_, size := e.layout(0, 0, 0)
+	return size
+}
+
+// SizeWith returns the length the encoded buffer would have after one
+// more record of data bytes (its whole encoding, to be covered) with
+// headers headers.
+func (e *BlockEncoder) SizeWith(data, headers int) int {
+	_, size := e.layout(data, 1, headers)
+	return size
 }
 
 // EncodeInto writes the buffer into dst, which must hold Size() bytes, and
 // returns dst[:Size()]. Every byte in that range is written, so dst may be
 // reused memory. The caller keeps Size() <= MaxBufferSize.
 func (e *BlockEncoder) EncodeInto(dst []byte) []byte {
-	size := e.Size()
+	recordsOff, size := e.layout(0, 0, 0)
 	dst = dst[:size]
-	n := len(e.recs)
-	kvOff := HeaderSize + n*RecordSize
-	topicOff := kvOff + len(e.kvs)*HeaderEntrySize
-	e.h.write(dst, n, size, topicOff)
-	data := topicOff + copy(dst[topicOff:], e.h.Topic)
-	copy(dst[data:], e.block[min(e.lo, e.hi):e.hi])
-	// A field at block offset off lands at off+shift; empty ones point
-	// at the data area.
-	shift := uint32(data) - min(e.lo, e.hi)
-	put := func(p []byte, s blockSpan) {
-		if s.len == Null || s.len == 0 {
-			le.PutUint32(p, uint32(data))
-		} else {
-			le.PutUint32(p, s.off+shift)
+	e.h.write(dst, e.Len(), size, HeaderSize, recordsOff)
+	copy(dst[HeaderSize:], e.h.Topic)
+	dataEnd := int(e.dataOff) + copy(dst[e.dataOff:], e.block[e.lo:e.hi])
+	clear(dst[dataEnd:recordsOff])
+	kvOff := recordsOff + copy(dst[recordsOff:], e.table)
+	copy(dst[kvOff:], e.kvs)
+	if len(e.kvs) > 0 {
+		for p := recordsOff; p < kvOff; p += RecordSize {
+			if le.Uint32(dst[p+recHeadersCount:]) > 0 {
+				le.PutUint32(dst[p+recHeadersOff:], le.Uint32(dst[p+recHeadersOff:])+uint32(kvOff))
+			}
 		}
-		le.PutUint32(p[4:], s.len)
-	}
-	for i := range e.recs {
-		r := &e.recs[i]
-		p := dst[HeaderSize+i*RecordSize : HeaderSize+(i+1)*RecordSize]
-		writeEntry(p, r.offsetDelta, r.attrs, r.ts, uint32(kvOff)+r.kvStart*HeaderEntrySize, r.kvEnd-r.kvStart, r.sourceIndex, 0)
-		put(p[recKeyOff:], r.key)
-		put(p[recValueOff:], r.value)
-	}
-	for j := range e.kvs {
-		q := dst[kvOff+j*HeaderEntrySize:]
-		put(q[0:], e.kvs[j].key)
-		put(q[8:], e.kvs[j].value)
 	}
 	return dst
 }
 
-// outside reports bytes that do not lie in the block, a caller's mistake.
+// outside reports bytes that do not lie in the block, or not in its
+// covered part, a caller's mistake.
 //
 //go:noinline
 func (e *BlockEncoder) outside(n int) {
-	panic(fmt.Sprintf("abi: BlockEncoder: %d bytes lie outside the %d-byte block", n, len(e.block)))
+	panic(fmt.Sprintf("abi: BlockEncoder: %d bytes lie outside the %d-byte block or its covered part", n, len(e.block)))
 }

@@ -40,8 +40,10 @@ func sameViews(t *testing.T, a, b []byte) {
 	}
 }
 
-// addBlock adds r to b as the host adds a decoded record.
-func addBlock(b *BlockEncoder, r Entry) {
+// addBlock adds r to b as the host adds a decoded record, its encoding
+// being cover.
+func addBlock(b *BlockEncoder, cover []byte, r Entry) {
+	b.Cover(cover)
 	b.AddRecord(r.OffsetDelta, r.Attrs, r.Timestamp, r.Key, r.Value, r.SourceIndex)
 	for _, kv := range r.Headers {
 		b.AddHeader(kv.Key, kv.Value)
@@ -51,13 +53,15 @@ func addBlock(b *BlockEncoder, r Entry) {
 // TestBlockEncoderMatchesEncoder encodes the same records, whose fields
 // lie in one block with bytes between them, with both encoders: the views
 // agree on every field, and the data area holds only the span of the block
-// the records use.
+// the records cover.
 func TestBlockEncoderMatchesEncoder(t *testing.T) {
 	block := []byte("__key1__value-one__hk__hv__key2____v2__")
 	at := func(s string) []byte {
 		i := strings.Index(string(block), s)
 		return block[i : i+len(s) : i+len(s)]
 	}
+	// The records' encodings: consecutive parts of the block.
+	covers := [][]byte{block[2:26], block[26:27], block[27:37], block[37:37]}
 	h := Header{Stage: StageProduce, Flags: FlagHeaders, Topic: []byte("orders"), Partition: Unassigned, PartitionCount: 12, BaseOffset: -1, NowMs: 7}
 	entries := []Entry{
 		{Timestamp: 10, Key: at("key1"), Value: at("value-one"), Headers: []KV{{Key: at("hk"), Value: at("hv")}, {Key: []byte{}, Value: nil}}},
@@ -69,9 +73,9 @@ func TestBlockEncoderMatchesEncoder(t *testing.T) {
 	var b BlockEncoder
 	e.Reset(h)
 	b.Reset(h, block)
-	for _, r := range entries {
+	for i, r := range entries {
 		e.Add(r)
-		addBlock(&b, r)
+		addBlock(&b, covers[i], r)
 	}
 	want, err := e.Encode()
 	if err != nil {
@@ -82,19 +86,25 @@ func TestBlockEncoderMatchesEncoder(t *testing.T) {
 		t.Fatalf("encoded %d bytes, Size says %d", len(got), b.Size())
 	}
 	sameViews(t, want, got)
+	// The data area follows the topic and holds the covered span; the
+	// record table follows it, 8-byte aligned, then the header table.
+	align := func(n int) int { return (n + 7) &^ 7 }
 	span := len("key1__value-one__hk__hv__key2____v2")
-	if data := b.Size() - HeaderSize - 4*RecordSize - 2*HeaderEntrySize - len("orders"); data != span {
-		t.Fatalf("data area of %d bytes, want the %d bytes the records span", data, span)
+	if size := align(HeaderSize+len("orders")+span) + 4*RecordSize + 2*HeaderEntrySize; b.Size() != size {
+		t.Fatalf("buffer of %d bytes, want %d for a %d-byte data area", b.Size(), size, span)
+	}
+	if v, _ := Open(got); v.Record(0).e != align(HeaderSize+len("orders")+span) {
+		t.Fatalf("record table at %d", v.Record(0).e)
 	}
 
 	// A later chunk: only its records' span is copied.
 	b.Restart()
-	addBlock(&b, entries[3])
+	addBlock(&b, at("key2"), entries[3])
 	e.Reset(h)
 	e.Add(entries[3])
 	want, _ = e.Encode()
 	sameViews(t, want, b.EncodeInto(make([]byte, b.Size())))
-	if b.Size() != HeaderSize+RecordSize+len("orders")+len("key2") {
+	if b.Size() != align(HeaderSize+len("orders")+len("key2"))+RecordSize {
 		t.Fatalf("restarted encoder is %d bytes", b.Size())
 	}
 
@@ -113,5 +123,20 @@ func TestBlockEncoderRefusesForeignBytes(t *testing.T) {
 			t.Fatalf("panic = %v", p)
 		}
 	}()
-	b.AddRecord(0, 0, 0, []byte("elsewhere"), nil, 0)
+	b.Cover([]byte("elsewhere"))
+}
+
+// A field outside what Cover took in would point past the data area.
+func TestBlockEncoderRefusesUncoveredFields(t *testing.T) {
+	block := []byte("covered|not")
+	var b BlockEncoder
+	b.Reset(Header{}, block)
+	b.Cover(block[:7])
+	b.AddRecord(0, 0, 0, block[:3], block[3:7], 0)
+	defer func() {
+		if p := recover(); p == nil || !strings.Contains(p.(string), "covered part") {
+			t.Fatalf("panic = %v", p)
+		}
+	}()
+	b.AddRecord(1, 0, 0, block[8:], nil, 1)
 }

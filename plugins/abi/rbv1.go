@@ -341,7 +341,7 @@ func (e *Encoder) EncodeInto(dst []byte) []byte {
 	kvOff := recOff + n*RecordSize
 	data := kvOff + len(e.kvs)*HeaderEntrySize
 
-	e.h.write(dst, n, size, data)
+	e.h.write(dst, n, size, data, HeaderSize)
 	data += copy(dst[data:], e.h.Topic)
 
 	put := func(p []byte, b []byte) {
@@ -374,8 +374,8 @@ func (e *Encoder) EncodeInto(dst []byte) []byte {
 }
 
 // write fills dst's 64-byte header for n records in a buffer of size
-// bytes, the topic at topicOff and the record table at HeaderSize.
-func (h *Header) write(dst []byte, n, size, topicOff int) {
+// bytes, the topic at topicOff and the record table at recordsOff.
+func (h *Header) write(dst []byte, n, size, topicOff, recordsOff int) {
 	p := dst[:HeaderSize]
 	le.PutUint32(p[offMagic:], Magic)
 	le.PutUint16(p[offHeaderSize:], HeaderSize)
@@ -390,7 +390,7 @@ func (h *Header) write(dst []byte, n, size, topicOff int) {
 	le.PutUint32(p[offPartitionCount:], h.PartitionCount)
 	le.PutUint64(p[offBaseOffset:], uint64(h.BaseOffset))
 	le.PutUint64(p[offNowMs:], uint64(h.NowMs))
-	le.PutUint32(p[offRecordsOff:], HeaderSize)
+	le.PutUint32(p[offRecordsOff:], uint32(recordsOff))
 	le.PutUint32(p[offTotalLen:], uint32(size))
 	le.PutUint64(p[56:], 0)
 }

@@ -247,8 +247,7 @@ func (h *Host) chunker(hdr abi.Header, data []byte, attrs func(i int) uint32, fn
 // and its size is known before a record is added.
 func (c *chunker) add(i int, r *decRec, hdrs []kmsg.Header) error {
 	enc := c.enc
-	size := abi.RecordSize + len(hdrs)*abi.HeaderEntrySize + len(r.raw)
-	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.Size()+size > c.h.cfg.MaxInputBytes) {
+	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.SizeWith(len(r.raw), len(hdrs)) > c.h.cfg.MaxInputBytes) {
 		if err := c.fn(enc, c.first); err != nil {
 			return err
 		}
@@ -268,8 +267,8 @@ func (c *chunker) add(i int, r *decRec, hdrs []kmsg.Header) error {
 			enc.SetHeader(h)
 		}
 	}
-	enc.AddRecord(uint32(r.offsetDelta), a, r.ts, r.key, r.value, uint32(i-c.first))
 	enc.Cover(r.raw)
+	enc.AddRecord(uint32(r.offsetDelta), a, r.ts, r.key, r.value, uint32(i-c.first))
 	for _, kh := range hdrs {
 		enc.AddHeader(strBytes(kh.Key), kh.Value)
 	}
