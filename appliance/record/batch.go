@@ -296,10 +296,14 @@ func Validate(buf []byte, opts ValidateOptions) (Batch, error) {
 }
 
 func checkRecords(b Batch, maxUncompressed int) error {
+	raw, err := b.Data(maxUncompressed)
+	if err != nil {
+		return err
+	}
 	want := int32(0)
-	err := b.EachRecord(maxUncompressed, func(r *Record) error {
-		if r.OffsetDelta != want {
-			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalid, want, r.OffsetDelta)
+	err = b.EachFieldsIn(raw, func(f *Fields) error {
+		if f.OffsetDelta != want {
+			return fmt.Errorf("%w: record %d has offset delta %d", ErrInvalid, want, f.OffsetDelta)
 		}
 		want++
 		return nil

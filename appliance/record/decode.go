@@ -69,104 +69,170 @@ func short(b []byte, p int) (v int32, next int, ok bool) {
 	return 0, p, false
 }
 
-// span returns the l bytes at b[p:] (nil when l < 0, Kafka's null) and
-// the position after them.
-func span(b []byte, p int, l int32) ([]byte, int, error) {
+// span locates the l bytes at b[p:] (null when l < 0) and returns the
+// position after them.
+func span(b []byte, p int, l int32) (Span, int, error) {
 	if l < 0 {
-		return nil, p, nil
+		return Span{Off: p, Len: -1}, p, nil
 	}
 	if int(l) > len(b)-p {
-		return nil, 0, errTruncated
+		return Span{}, 0, errTruncated
 	}
-	return b[p : p+int(l) : p+int(l)], p + int(l), nil
+	return Span{Off: p, Len: int(l)}, p + int(l), nil
 }
 
-// DecodeRecord decodes the record at the start of src, its length prefix
-// included, into r, reusing r.Headers' storage, and returns its size in
-// bytes. Key, value and header slices (header keys too) alias src.
-func DecodeRecord(src []byte, r *kmsg.Record) (int, error) {
-	hdrs := r.Headers[:0]
-	*r = kmsg.Record{}
+// Span locates a field in the buffer a record was decoded from: Len < 0
+// is Kafka's null.
+type Span struct{ Off, Len int }
+
+// In returns the field's bytes in buf (nil for null).
+func (s Span) In(buf []byte) []byte {
+	if s.Len < 0 {
+		return nil
+	}
+	return buf[s.Off : s.Off+s.Len : s.Off+s.Len]
+}
+
+// Fields locates the parts of one encoded record in the buffer it was
+// decoded from, without building slices: what a caller that only needs
+// some of them, or positions, pays for.
+type Fields struct {
+	At, End        int // the record's encoding is buf[At:End], its length prefix included
+	Attributes     int8
+	TimestampDelta int64
+	OffsetDelta    int32
+	Key, Value     Span
+	HeaderCount    int
+	Headers        int // position of the first header
+
+	length int32 // the length prefix
+}
+
+// DecodeFields decodes and checks the record at buf[at:]; positions in f
+// are indexes into buf. Every header is checked too (see NextHeader).
+func DecodeFields(buf []byte, at int, f *Fields) error {
 	var (
 		p, next  int
 		ok       bool
 		err      error
 		l, count int32
 	)
-	b := src
-	if l, p, ok = short(b, 0); !ok {
-		if l, p, err = varint32(b, 0); err != nil {
-			return 0, fmt.Errorf("length: %w", err)
+	if l, p, ok = short(buf, at); !ok {
+		if l, p, err = varint32(buf, at); err != nil {
+			return fmt.Errorf("length: %w", err)
 		}
 	}
-	if l < 0 || int(l) > len(src)-p {
-		return 0, fmt.Errorf("length %d runs past the %d bytes left", l, len(src)-p)
+	if l < 0 || int(l) > len(buf)-p {
+		return fmt.Errorf("length %d runs past the %d bytes left", l, len(buf)-p)
 	}
-	r.Length = l
-	b = src[:p+int(l)]
+	b := buf[:p+int(l)]
+	f.At, f.End, f.length = at, len(b), l
 	if p >= len(b) {
-		return 0, fmt.Errorf("attributes: %w", errTruncated)
+		return fmt.Errorf("attributes: %w", errTruncated)
 	}
-	r.Attributes = int8(b[p])
+	f.Attributes = int8(b[p])
 	p++
 	if l, next, ok = short(b, p); ok {
-		r.TimestampDelta64, p = int64(l), next
-	} else if r.TimestampDelta64, p, err = varint(b, p); err != nil {
-		return 0, fmt.Errorf("timestamp delta: %w", err)
+		f.TimestampDelta, p = int64(l), next
+	} else if f.TimestampDelta, p, err = varint(b, p); err != nil {
+		return fmt.Errorf("timestamp delta: %w", err)
 	}
-	r.TimestampDelta = int32(r.TimestampDelta64)
-	if r.OffsetDelta, next, ok = short(b, p); ok {
+	if f.OffsetDelta, next, ok = short(b, p); ok {
 		p = next
-	} else if r.OffsetDelta, p, err = varint32(b, p); err != nil {
-		return 0, fmt.Errorf("offset delta: %w", err)
+	} else if f.OffsetDelta, p, err = varint32(b, p); err != nil {
+		return fmt.Errorf("offset delta: %w", err)
 	}
 	if l, next, ok = short(b, p); ok {
 		p = next
 	} else if l, p, err = varint32(b, p); err != nil {
-		return 0, fmt.Errorf("key length: %w", err)
+		return fmt.Errorf("key length: %w", err)
 	}
-	if r.Key, p, err = span(b, p, l); err != nil {
-		return 0, fmt.Errorf("key: %w", err)
+	if f.Key, p, err = span(b, p, l); err != nil {
+		return fmt.Errorf("key: %w", err)
 	}
 	if l, next, ok = short(b, p); ok {
 		p = next
 	} else if l, p, err = varint32(b, p); err != nil {
-		return 0, fmt.Errorf("value length: %w", err)
+		return fmt.Errorf("value length: %w", err)
 	}
-	if r.Value, p, err = span(b, p, l); err != nil {
-		return 0, fmt.Errorf("value: %w", err)
+	if f.Value, p, err = span(b, p, l); err != nil {
+		return fmt.Errorf("value: %w", err)
 	}
 	if count, next, ok = short(b, p); ok {
 		p = next
 	} else if count, p, err = varint32(b, p); err != nil {
-		return 0, fmt.Errorf("header count: %w", err)
+		return fmt.Errorf("header count: %w", err)
 	}
 	// Each header takes at least two bytes.
 	if count < 0 || int(count) > (len(b)-p)/2 {
-		return 0, fmt.Errorf("header count %d with %d bytes left", count, len(b)-p)
+		return fmt.Errorf("header count %d with %d bytes left", count, len(b)-p)
 	}
+	f.HeaderCount, f.Headers = int(count), p
 	for i := range int(count) {
-		var k, v []byte
 		if l, p, err = varint32(b, p); err == nil && l < 0 {
 			err = fmt.Errorf("negative length %d", l)
 		}
 		if err == nil {
-			k, p, err = span(b, p, l)
+			_, p, err = span(b, p, l)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("header %d key: %w", i, err)
+			return fmt.Errorf("header %d key: %w", i, err)
 		}
 		if l, p, err = varint32(b, p); err == nil {
-			v, p, err = span(b, p, l)
+			_, p, err = span(b, p, l)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("header %d value: %w", i, err)
+			return fmt.Errorf("header %d value: %w", i, err)
 		}
-		hdrs = append(hdrs, kmsg.Header{Key: unsafe.String(unsafe.SliceData(k), len(k)), Value: v})
 	}
 	if p != len(b) {
-		return 0, fmt.Errorf("%d bytes after the last header", len(b)-p)
+		return fmt.Errorf("%d bytes after the last header", len(b)-p)
 	}
-	r.Headers = hdrs
-	return len(b), nil
+	return nil
+}
+
+// NextHeader returns the key and value of the header at buf[p:] and the
+// position after it, for a record DecodeFields accepted: f.Headers is the
+// first header's position.
+func NextHeader(buf []byte, p int) (key, value Span, next int) {
+	l, p, _ := varint32(buf, p)
+	key, p, _ = span(buf, p, l)
+	l, p, _ = varint32(buf, p)
+	value, p, _ = span(buf, p, l)
+	return key, value, p
+}
+
+// fill sets r from f, the fields of a record in buf, reusing r.Headers'
+// storage; its slices alias buf (header keys too).
+func (f *Fields) fill(buf []byte, r *kmsg.Record) {
+	hdrs := r.Headers[:0]
+	p := f.Headers
+	for range f.HeaderCount {
+		var k, v Span
+		k, v, p = NextHeader(buf, p)
+		key := k.In(buf)
+		hdrs = append(hdrs, kmsg.Header{Key: unsafe.String(unsafe.SliceData(key), len(key)), Value: v.In(buf)})
+	}
+	*r = kmsg.Record{
+		Length:           f.length,
+		Attributes:       f.Attributes,
+		TimestampDelta64: f.TimestampDelta,
+		TimestampDelta:   int32(f.TimestampDelta),
+		OffsetDelta:      f.OffsetDelta,
+		Key:              f.Key.In(buf),
+		Value:            f.Value.In(buf),
+		Headers:          hdrs,
+	}
+}
+
+// DecodeRecord decodes the record at the start of src, its length prefix
+// included, into r, reusing r.Headers' storage, and returns its size in
+// bytes. Key, value and header slices (header keys too) alias src.
+func DecodeRecord(src []byte, r *kmsg.Record) (int, error) {
+	var f Fields
+	if err := DecodeFields(src, 0, &f); err != nil {
+		return 0, err
+	}
+	f.fill(src, r)
+	return f.End, nil
 }

@@ -42,21 +42,31 @@ func (b Batch) Data(maxUncompressed int) ([]byte, error) {
 func (b Batch) EachRecordIn(raw []byte, fn func(*Record) error) error {
 	base, ts := b.BaseOffset(), b.BaseTimestamp()
 	var r Record
-	for n := int32(0); len(raw) > 0; n++ {
-		if n >= b.RecordCount() {
-			return fmt.Errorf("%w: %d bytes after the %d records the header counts", ErrInvalid, len(raw), n)
+	return b.EachFieldsIn(raw, func(f *Fields) error {
+		f.fill(raw, &r.Record)
+		r.Offset = base + int64(f.OffsetDelta)
+		r.Timestamp = ts + f.TimestampDelta
+		r.Raw = raw[f.At:f.End:f.End]
+		return fn(&r)
+	})
+}
+
+// EachFieldsIn is EachRecordIn without building records: fn gets each
+// record's Fields, whose positions index raw.
+func (b Batch) EachFieldsIn(raw []byte, fn func(*Fields) error) error {
+	var f Fields
+	count := b.RecordCount()
+	for n, at := int32(0), 0; at < len(raw); n++ {
+		if n >= count {
+			return fmt.Errorf("%w: %d bytes after the %d records the header counts", ErrInvalid, len(raw)-at, n)
 		}
-		size, err := DecodeRecord(raw, &r.Record)
-		if err != nil {
+		if err := DecodeFields(raw, at, &f); err != nil {
 			return fmt.Errorf("%w: record %d: %w", ErrInvalid, n, err)
 		}
-		r.Offset = base + int64(r.OffsetDelta)
-		r.Timestamp = ts + r.TimestampDelta64
-		r.Raw = raw[:size:size]
-		if err := fn(&r); err != nil {
+		if err := fn(&f); err != nil {
 			return err
 		}
-		raw = raw[size:]
+		at = f.End
 	}
 	return nil
 }

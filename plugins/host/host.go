@@ -29,8 +29,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/twmb/franz-go/pkg/kmsg"
-
 	"github.com/eddybroker/eddy/appliance/record"
 	"github.com/eddybroker/eddy/internal/bufpool"
 	"github.com/eddybroker/eddy/plugins/abi"
@@ -152,28 +150,12 @@ func (h *Host) bind(ctx context.Context, d Digest, kind abi.Kind, config []byte,
 	return p, timeout, nil
 }
 
-// decoded is a batch's records, decoded once; slices alias data, the
-// batch's records section or its decompressed copy.
+// decoded is a batch's records, decoded once: their fields' positions
+// in data, the batch's records section or its decompressed copy.
 type decoded struct {
 	b    record.Batch
 	data []byte
-	recs []decRec
-	hdrs []kmsg.Header
-}
-
-// decRec is what the host keeps of a decoded record; its headers are
-// d.hdrs[hdrLo:hdrHi] in a decoded batch.
-type decRec struct {
-	offsetDelta  int32
-	attrs        int8
-	raw          []byte // the encoded record
-	ts           int64
-	key, value   []byte
-	hdrLo, hdrHi int
-}
-
-func recOf(r *record.Record) decRec {
-	return decRec{offsetDelta: r.OffsetDelta, attrs: r.Attributes, raw: r.Raw, ts: r.Timestamp, key: r.Key, value: r.Value}
+	recs []record.Fields
 }
 
 func (h *Host) decode(batch []byte) (*decoded, error) {
@@ -189,13 +171,9 @@ func (h *Host) decode(batch []byte) (*decoded, error) {
 	if d == nil {
 		d = &decoded{}
 	}
-	d.b, d.data, d.recs, d.hdrs = b, data, d.recs[:0], d.hdrs[:0]
-	err = b.EachRecordIn(data, func(r *record.Record) error {
-		lo := len(d.hdrs)
-		d.hdrs = append(d.hdrs, r.Headers...)
-		dr := recOf(r)
-		dr.hdrLo, dr.hdrHi = lo, len(d.hdrs)
-		d.recs = append(d.recs, dr)
+	d.b, d.data, d.recs = b, data, d.recs[:0]
+	err = b.EachFieldsIn(data, func(f *record.Fields) error {
+		d.recs = append(d.recs, *f)
 		return nil
 	})
 	if err != nil {
@@ -206,8 +184,6 @@ func (h *Host) decode(batch []byte) (*decoded, error) {
 }
 
 func (h *Host) release(d *decoded) {
-	clear(d.recs)
-	clear(d.hdrs)
 	d.b, d.data = nil, nil
 	h.decs.Put(d)
 }
@@ -230,47 +206,52 @@ type chunker struct {
 	enc   *abi.BlockEncoder
 	fn    func(enc *abi.BlockEncoder, first int) error
 	attrs func(i int) uint32
+	data  []byte
+	ts    int64 // the batch's base timestamp
 	first int
 }
 
-func (h *Host) chunker(hdr abi.Header, data []byte, attrs func(i int) uint32, fn func(enc *abi.BlockEncoder, first int) error) *chunker {
+func (h *Host) chunker(hdr abi.Header, b record.Batch, data []byte, attrs func(i int) uint32, fn func(enc *abi.BlockEncoder, first int) error) *chunker {
 	enc, _ := h.encs.Get().(*abi.BlockEncoder)
 	if enc == nil {
 		enc = &abi.BlockEncoder{}
 	}
 	enc.Reset(hdr, data)
-	return &chunker{h: h, enc: enc, fn: fn, attrs: attrs}
+	return &chunker{h: h, enc: enc, fn: fn, attrs: attrs, data: data, ts: b.BaseTimestamp()}
 }
 
-// add adds record i with its headers; the data area takes in its whole
-// encoding r.raw, so a chunk's data area is exactly its records' bytes
-// and its size is known before a record is added.
-func (c *chunker) add(i int, r *decRec, hdrs []kmsg.Header) error {
+// add adds record i, whose fields f are positions in c.data; the data
+// area takes in its whole encoding, so a chunk's data area is exactly its
+// records' bytes and its size is known before a record is added.
+func (c *chunker) add(i int, f *record.Fields) error {
 	enc := c.enc
-	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.SizeWith(len(r.raw), len(hdrs)) > c.h.cfg.MaxInputBytes) {
+	if enc.Len() > 0 && (enc.Len() >= c.h.cfg.MaxBatchRecords || enc.SizeWith(f.End-f.At, f.HeaderCount) > c.h.cfg.MaxInputBytes) {
 		if err := c.fn(enc, c.first); err != nil {
 			return err
 		}
 		enc.Restart()
 		c.first = i
 	}
-	a := uint32(uint8(r.attrs))
-	if r.value == nil {
+	a := uint32(uint8(f.Attributes))
+	if f.Value.Len < 0 {
 		a |= abi.AttrTombstone
 	}
 	if c.attrs != nil {
 		a |= c.attrs(i)
 	}
-	if len(hdrs) > 0 {
+	if f.HeaderCount > 0 {
 		if h := enc.Header(); h.Flags&abi.FlagHeaders == 0 {
 			h.Flags |= abi.FlagHeaders
 			enc.SetHeader(h)
 		}
 	}
-	enc.Cover(r.raw)
-	enc.AddRecord(uint32(r.offsetDelta), a, r.ts, r.key, r.value, uint32(i-c.first))
-	for _, kh := range hdrs {
-		enc.AddHeader(strBytes(kh.Key), kh.Value)
+	data := c.data
+	enc.Cover(data[f.At:f.End])
+	enc.AddRecord(uint32(f.OffsetDelta), a, c.ts+f.TimestampDelta, f.Key.In(data), f.Value.In(data), uint32(i-c.first))
+	for j, p := 0, f.Headers; j < f.HeaderCount; j++ {
+		var k, v record.Span
+		k, v, p = record.NextHeader(data, p)
+		enc.AddHeader(k.In(data), v.In(data))
 	}
 	return nil
 }
@@ -295,10 +276,9 @@ func (c *chunker) release() {
 // chunks feeds the records of d to fn in chunks (see chunker); first is
 // the index of the chunk's first record.
 func (h *Host) chunks(d *decoded, hdr abi.Header, attrs func(i int) uint32, fn func(enc *abi.BlockEncoder, first int) error) error {
-	c := h.chunker(hdr, d.data, attrs, fn)
+	c := h.chunker(hdr, d.b, d.data, attrs, fn)
 	for i := range d.recs {
-		r := &d.recs[i]
-		if err := c.add(i, r, d.hdrs[r.hdrLo:r.hdrHi]); err != nil {
+		if err := c.add(i, &d.recs[i]); err != nil {
 			c.release()
 			return err
 		}
@@ -341,11 +321,10 @@ func (h *Host) stream(batch []byte, hdr func(record.Batch) abi.Header, attrs fun
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBatch, err)
 	}
-	c := h.chunker(hdr(b), data, attrs, fn)
+	c := h.chunker(hdr(b), b, data, attrs, fn)
 	i := 0
-	err = b.EachRecordIn(data, func(r *record.Record) error {
-		dr := recOf(r)
-		err := c.add(i, &dr, r.Headers)
+	err = b.EachFieldsIn(data, func(f *record.Fields) error {
+		err := c.add(i, f)
 		i++
 		return err
 	})

@@ -138,8 +138,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 			if b == nil && changed && len(res.Rejected) == 0 {
 				b = newBuilder(d.b, t.o.Routes, len(batch), t.h.outs)
 				for i := range first {
-					in := &d.recs[i]
-					b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
+					b.addOriginal(d.data, &d.recs[i])
 				}
 			}
 			if b == nil || len(res.Rejected) > 0 {
@@ -148,8 +147,7 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 			j, n := 0, out.Output.Len() // the output record next in line
 			for i, dec := range out.Decisions {
 				if abi.Decision(dec) == abi.Keep {
-					in := &d.recs[first+i]
-					b.addOriginal(in, d.hdrs[in.hdrLo:in.hdrHi])
+					b.addOriginal(d.data, &d.recs[first+i])
 				}
 				for ; j < n && int(out.Output.Record(j).SourceIndex()) == i; j++ {
 					b.addOutput(out.Output.Record(j))
@@ -216,8 +214,16 @@ func newBuilder(in record.Batch, routes, sizeHint int, pool *bufpool.Pool) *buil
 	return b
 }
 
-func (b *builder) addOriginal(r *decRec, hdrs []kmsg.Header) {
-	b.append(0, r.ts, r.key, r.value, hdrs)
+// addOriginal adds an input record, whose fields f are positions in data.
+func (b *builder) addOriginal(data []byte, f *record.Fields) {
+	b.hdrs = b.hdrs[:0]
+	for j, p := 0, f.Headers; j < f.HeaderCount; j++ {
+		var k, v record.Span
+		k, v, p = record.NextHeader(data, p)
+		key := k.In(data)
+		b.hdrs = append(b.hdrs, kmsg.Header{Key: unsafe.String(unsafe.SliceData(key), len(key)), Value: v.In(data)})
+	}
+	b.append(0, b.in.BaseTimestamp()+f.TimestampDelta, f.Key.In(data), f.Value.In(data), b.hdrs)
 }
 
 // addOutput adds a record the plugin emitted (copying it: the output is
