@@ -218,8 +218,9 @@ func parseResp(frame []byte, resp kmsg.Response) (int32, error) {
 }
 
 // A large request's batches are checked in parallel but appended in the
-// request's order: a bad batch among good ones is refused alone, and two
-// batches for one partition land in the order they were sent.
+// request's order: a bad batch among good ones is refused alone, two
+// batches for one partition land in the order they were sent, and the
+// partitions of a later request continue from there.
 func TestLargeRequestAppendsInOrderAroundABadBatch(t *testing.T) {
 	n := startNode(t, t.TempDir())
 	if _, err := n.admin().CreateTopic(ctxT(t), 3, 1, nil, "t"); err != nil {
@@ -261,7 +262,24 @@ func TestLargeRequestAppendsInOrderAroundABadBatch(t *testing.T) {
 			t.Errorf("answer %d: partition %d error %d base %d, want partition %d error %d base %d", i, got[i].Partition, got[i].ErrorCode, got[i].BaseOffset, rt.Partitions[i].Partition, w.code, w.base)
 		}
 	}
-	ends := map[int32]int64{0: 70, 1: 0, 2: 40}
+	// A later large request naming each partition once.
+	req2 := kmsg.NewPtrProduceRequest()
+	req2.Version, req2.Acks, req2.TimeoutMillis = 9, -1, 5000
+	rt2 := kmsg.NewProduceRequestTopic()
+	rt2.Topic = "t"
+	for _, part := range []int32{2, 1, 0} {
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Partition, rp.Records = part, big(fmt.Sprint("third", part), 40)
+		rt2.Partitions = append(rt2.Partitions, rp)
+	}
+	req2.Topics = append(req2.Topics, rt2)
+	got = dialRaw(t, n.addr).roundTrip(req2).(*kmsg.ProduceResponse).Topics[0].Partitions
+	for i, w := range []int64{40, 0, 70} {
+		if got[i].ErrorCode != 0 || got[i].BaseOffset != w {
+			t.Errorf("second request, answer %d (partition %d): error %d base %d, want base %d", i, got[i].Partition, got[i].ErrorCode, got[i].BaseOffset, w)
+		}
+	}
+	ends := map[int32]int64{0: 110, 1: 40, 2: 80}
 	for part, end := range ends {
 		_, p, _ := n.broker.partition("t", part)
 		if leo := p.log.Offsets().LEO; leo != end {
@@ -270,7 +288,7 @@ func TestLargeRequestAppendsInOrderAroundABadBatch(t *testing.T) {
 	}
 	c := n.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"t": {0: kgo.NewOffset().AtStart()}}))
 	var vals []string
-	for len(vals) < 70 {
+	for len(vals) < 110 {
 		fs := c.PollFetches(ctxT(t))
 		if err := fs.Err(); err != nil {
 			t.Fatal(err)
@@ -281,7 +299,10 @@ func TestLargeRequestAppendsInOrderAroundABadBatch(t *testing.T) {
 	}
 	for i, v := range vals {
 		w := fmt.Sprintf("first-%04d", i)
-		if i >= 40 {
+		switch {
+		case i >= 70:
+			w = fmt.Sprintf("third0-%04d", i-70)
+		case i >= 40:
 			w = fmt.Sprintf("second-%04d", i-40)
 		}
 		if v != w {
