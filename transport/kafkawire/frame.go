@@ -9,10 +9,12 @@
 // header is always v0), and the body. Bodies are decoded and encoded with
 // franz-go's kmsg; this package parses only the header.
 //
-// ServeConn reads requests in order, hands each to a Handler on the
-// reading goroutine (so per-connection order holds for produce), lets work
-// that must wait (a flush, a long poll) finish off that goroutine, and
-// writes responses strictly in request order, as Kafka clients require.
+// ServeConn reads requests in order and hands each to a Handler on the
+// reading goroutine; Produce requests are staged (prepared while later
+// requests are read, committed in order, and ahead of any later request
+// of another kind, so per-connection order holds); work that must wait
+// (a flush, a long poll) finishes off that goroutine; responses go out
+// strictly in request order, as Kafka clients require.
 package kafkawire
 
 import (

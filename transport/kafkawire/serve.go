@@ -176,7 +176,7 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 			break
 		}
 		start := time.Now()
-		if int16(binary.BigEndian.Uint16(frame)) != kmsg.Produce.Int16() {
+		if len(frame) < 2 || int16(binary.BigEndian.Uint16(frame)) != kmsg.Produce.Int16() {
 			<-st.committed // earlier produces take effect first
 		}
 		var it *item
@@ -301,6 +301,12 @@ func writeLoop(conn net.Conn, items <-chan *item, listener string, obs Observer)
 		if !it.respond {
 			if it.frame != nil {
 				frames.Put(it.frame)
+			}
+			// What was written before it must not wait for a later request.
+			if len(items) == 0 {
+				if err := bw.Flush(); err != nil {
+					failed = err
+				}
 			}
 			continue
 		}

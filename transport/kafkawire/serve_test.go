@@ -241,6 +241,8 @@ func FuzzServeConn(f *testing.F) {
 	f.Add(append(AppendRequest(nil, 1, nil, metadataReq("slow")), AppendRequest(nil, 2, nil, metadataReq("none"))...))
 	f.Add([]byte{0, 0, 0, 4, 0, 18, 0, 0})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 0, 0, 0})    // an empty frame
+	f.Add([]byte{0, 0, 0, 1, 0}) // shorter than an api key
 	f.Fuzz(func(t *testing.T, in []byte) {
 		h := &testHandler{release: closedCh}
 		err := ServeConn(context.Background(), &memConn{r: bytes.NewReader(in)}, ConnInfo{}, h, Config{MaxFrameSize: 1 << 16})
@@ -435,4 +437,54 @@ func TestStagedProducesTakeEffectInOrder(t *testing.T) {
 			t.Fatalf("took effect as %v, want %v", h.log, want)
 		}
 	})
+}
+
+// A response written just before an acks=0 Produce (which owes none) is
+// flushed to the peer even when nothing follows.
+func TestResponseBeforeAnUnansweredProduceIsFlushed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := &stagedHandler{prepared: make(chan byte, 1)}
+		slow := &testHandler{release: make(chan struct{})}
+		c, _, _, _ := serve(t, mixedHandler{h, slow}, Config{})
+		p := produceReq(1, 100)
+		p.Acks = 0
+		var out []byte
+		out = AppendRequest(out, 1, nil, metadataReq("slow"))
+		out = AppendRequest(out, 2, nil, p)
+		go c.Write(out)
+		got := make(chan int32, 1)
+		go func() {
+			frame, err := ReadFrame(bufio.NewReader(c), 1<<20)
+			if err != nil {
+				return // the pipe closed at the end of a failed test
+			}
+			corr, _ := ParseResponse(frame, &kmsg.MetadataResponse{Version: 9})
+			got <- corr
+		}()
+		synctest.Wait() // the produce has committed; the writer waits for "slow"
+		close(slow.release)
+		synctest.Wait()
+		select {
+		case corr := <-got:
+			if corr != 1 {
+				t.Fatalf("response %d, want 1", corr)
+			}
+		default:
+			t.Fatal("the metadata response was never flushed")
+		}
+	})
+}
+
+// mixedHandler serves Produce with a stagedHandler and the rest with a
+// testHandler.
+type mixedHandler struct {
+	*stagedHandler
+	other *testHandler
+}
+
+func (m mixedHandler) Serve(req *Request) Result {
+	if _, ok := req.Body.(*kmsg.ProduceRequest); ok {
+		return m.stagedHandler.Serve(req)
+	}
+	return m.other.Serve(req)
 }
