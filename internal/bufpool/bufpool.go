@@ -42,12 +42,20 @@ func (p *Pool) Get(n int) []byte {
 }
 
 // Put keeps b for a later Get while the free bytes stay within the
-// budget. The caller must not use b afterwards.
+// budget. The caller must not use b afterwards. A buffer put twice is
+// kept once: two Gets must never share one.
 func (p *Pool) Put(b []byte) {
 	if cap(b) == 0 {
 		return
 	}
+	b = b[:1]
 	p.mu.Lock()
+	for _, f := range p.free {
+		if &f[:1][0] == &b[0] {
+			p.mu.Unlock()
+			return
+		}
+	}
 	if p.bytes+cap(b) <= p.budget {
 		p.free = append(p.free, b[:0])
 		p.bytes += cap(b)

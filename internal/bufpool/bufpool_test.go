@@ -29,3 +29,16 @@ func TestPoolRecyclesWithinItsBudget(t *testing.T) {
 		t.Fatalf("Get(128) did not take the free buffer (free bytes %d)", p.bytes)
 	}
 }
+
+func TestPoolKeepsABufferPutTwiceOnce(t *testing.T) {
+	p := New(64, 1024)
+	a := p.Get(64)
+	p.Put(a)
+	p.Put(a[:10])
+	if len(p.free) != 1 || p.bytes != 64 {
+		t.Fatalf("free list %d buffers, %d bytes after putting one buffer twice", len(p.free), p.bytes)
+	}
+	if b, c := p.Get(64), p.Get(64); &b[0] == &c[0] {
+		t.Fatal("two Gets share one buffer")
+	}
+}

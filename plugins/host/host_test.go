@@ -402,6 +402,7 @@ func TestTransformReleaseRecyclesOnlyRebuiltBatches(t *testing.T) {
 	if !bytes.Equal(second.Out, want) {
 		t.Fatal("the batch rebuilt into a recycled buffer differs")
 	}
+	again := second // a copy, released after the original below
 	second.Release()
 
 	// Nothing to change: Out is the input, and Release leaves it alone.
@@ -424,5 +425,16 @@ func TestTransformReleaseRecyclesOnlyRebuiltBatches(t *testing.T) {
 	}
 	if &third.Out[0] != &first.Out[0] {
 		t.Fatal("the buffer released second did not serve the third rebuilt batch")
+	}
+
+	// Releasing a copy of a released result does nothing: the buffer, now
+	// the third result's, is not handed out again under it.
+	again.Release()
+	fourth, err := tr.Transform(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &fourth.Out[0] == &third.Out[0] {
+		t.Fatal("a buffer in use was handed out again after a second release")
 	}
 }

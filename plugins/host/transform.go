@@ -69,19 +69,29 @@ type Result struct {
 	// call, typically the reason for a rejection.
 	Message string
 
+	owned *owned // the recycled buffers behind Out and Routes
+}
+
+// owned is shared by copies of a Result, so that releasing one releases
+// them all, once.
+type owned struct {
 	pool *bufpool.Pool
-	bufs [][]byte // the recycled buffers behind Out and Routes
+	bufs [][]byte
 }
 
 // Release hands the buffers of Out and Routes back for reuse once the
 // caller is done with them (has appended them); neither may be used
-// afterwards. Without it they are garbage collected as usual. It never
-// touches the input batch, which Out is when nothing changed.
+// afterwards, through this Result or a copy of it. Without it they are
+// garbage collected as usual. It never touches the input batch, which Out
+// is when nothing changed, and releasing again does nothing.
 func (r *Result) Release() {
-	for _, b := range r.bufs {
-		r.pool.Put(b)
+	if r.owned == nil {
+		return
 	}
-	r.bufs = nil
+	for _, b := range r.owned.bufs {
+		r.owned.pool.Put(b)
+	}
+	r.owned.bufs = nil
 }
 
 // minPooledOutput is the smallest rebuilt batch given a recycled buffer:
@@ -166,14 +176,14 @@ func (t *Transformer) TransformPartition(ctx context.Context, batch []byte, part
 		res.Out = batch
 		return res, nil
 	}
-	res.Changed, res.pool = true, t.h.outs
-	if res.Out, err = b.build(0, &res.bufs); err != nil {
+	res.Changed, res.owned = true, &owned{pool: t.h.outs}
+	if res.Out, err = b.build(0, &res.owned.bufs); err != nil {
 		return Result{}, err
 	}
 	if t.o.Routes > 0 {
 		res.Routes = make([][]byte, t.o.Routes)
 		for k := 1; k <= t.o.Routes; k++ {
-			if res.Routes[k-1], err = b.build(k, &res.bufs); err != nil {
+			if res.Routes[k-1], err = b.build(k, &res.owned.bufs); err != nil {
 				return Result{}, err
 			}
 		}
