@@ -71,7 +71,7 @@ func produceRaw(rc *rawConn, topic string, batch []byte) kmsg.ProduceResponseTop
 	return resp.Topics[0].Partitions[0]
 }
 
-func goodBatch(t *testing.T, vals ...string) []byte {
+func goodBatch(t testing.TB, vals ...string) []byte {
 	recs := make([]record.Simple, len(vals))
 	for i, v := range vals {
 		recs[i] = record.Simple{Value: []byte(v)}
