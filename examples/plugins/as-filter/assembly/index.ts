@@ -132,6 +132,20 @@ function hexDigit(c: u32): i32 {
   return -1;
 }
 
+// skipSpace returns the index of the first byte of p[i:n] that is not
+// JSON whitespace. Compact JSON has none: the common case takes no loop
+// (each loop entered pays the guard's check).
+// @ts-ignore: decorator
+@inline
+function skipSpace(p: usize, n: u32, i: u32): u32 {
+  if (i < n && isSpace(load<u8>(p + i))) {
+    do {
+      i++;
+    } while (i < n && isSpace(load<u8>(p + i)));
+  }
+  return i;
+}
+
 // keyIs compares the JSON string body p[0:n] (escapes undone) with the
 // ASCII string s. It returns 1 on a match, 0 otherwise, -1 when an escape
 // is malformed (which ends the scan, as in the Go filter).
@@ -211,6 +225,11 @@ function nextSpecial(p: usize, n: u32, i: u32): u32 {
 // escaped.
 function stringEnd(p: usize, n: u32, start: u32): i32 {
   escaped = false;
+  // Most strings end within the first 16 bytes, without an escape.
+  if (start + 16 <= n) {
+    const m = special(p + <usize>start);
+    if (m != 0 && load<u8>(p + <usize>(start + ctz(m))) == 0x22) return <i32>(start + ctz(m));
+  }
   let i = start;
   while (true) {
     i = nextSpecial(p, n, i);
@@ -229,10 +248,10 @@ function stringEnd(p: usize, n: u32, start: u32): i32 {
 function scan(p: usize, n: u32, spans: usize): i32 {
   let found: u32 = 0;
   let i: u32 = 0;
-  while (i < n && isSpace(load<u8>(p + i))) i++;
+  i = skipSpace(p, n, i);
   if (i >= n || load<u8>(p + i) != 0x7b) return 0;
   i++;
-  while (i < n && isSpace(load<u8>(p + i))) i++;
+  i = skipSpace(p, n, i);
   if (i < n && load<u8>(p + i) == 0x7d) return 0;
   while (i < n) {
     if (load<u8>(p + i) != 0x22) return found;
@@ -241,10 +260,10 @@ function scan(p: usize, n: u32, spans: usize): i32 {
     if (ke < 0) return found;
     const keyEscaped = escaped;
     i = <u32>ke + 1;
-    while (i < n && isSpace(load<u8>(p + i))) i++;
+    i = skipSpace(p, n, i);
     if (i >= n || load<u8>(p + i) != 0x3a) return found;
     i++;
-    while (i < n && isSpace(load<u8>(p + i))) i++;
+    i = skipSpace(p, n, i);
     const vs = i;
     if (i >= n) return found;
     const c = load<u8>(p + i);
@@ -298,11 +317,11 @@ function scan(p: usize, n: u32, spans: usize): i32 {
       store<u32>(spans + (<usize>found << 3), i, 4);
       found++;
     }
-    while (i < n && isSpace(load<u8>(p + i))) i++;
+    i = skipSpace(p, n, i);
     if (i < n && load<u8>(p + i) == 0x7d) return found;
     if (i >= n || load<u8>(p + i) != 0x2c) return found;
     i++;
-    while (i < n && isSpace(load<u8>(p + i))) i++;
+    i = skipSpace(p, n, i);
   }
   return found;
 }
