@@ -76,6 +76,27 @@ type Header struct {
 	ClientID      *string
 }
 
+// skipTags skips a tagged-field section, refusing a count the bytes left
+// cannot hold (a field takes at least two bytes): kmsg's skipper loops
+// over whatever count is declared, which a forged one makes endless.
+func skipTags(r *kbin.Reader) error {
+	n := r.Uvarint()
+	if !r.Ok() {
+		return errors.New("no field count")
+	}
+	if int64(n) > int64(len(r.Src)/2) {
+		return fmt.Errorf("%d fields declared in %d bytes", n, len(r.Src))
+	}
+	for ; n > 0 && r.Ok(); n-- {
+		r.Uvarint()
+		r.Span(int(r.Uvarint()))
+	}
+	if !r.Ok() {
+		return errors.New("a field runs past the frame")
+	}
+	return nil
+}
+
 // ParseRequest parses a request frame: the header, then the body with kmsg
 // at the header's version. It returns ErrUnknownKey for a key kmsg does not
 // know (the header is still returned) and an ErrBadFrame error when the
@@ -96,9 +117,8 @@ func ParseRequest(frame []byte) (Header, kmsg.Request, error) {
 	}
 	req.SetVersion(h.Version)
 	if req.IsFlexible() {
-		kmsg.SkipTags(&r)
-		if !r.Ok() {
-			return h, nil, fmt.Errorf("%w: bad tagged fields in the %s header", ErrBadFrame, kmsg.NameForKey(h.Key))
+		if err := skipTags(&r); err != nil {
+			return h, nil, fmt.Errorf("%w: bad tagged fields in the %s header: %v", ErrBadFrame, kmsg.NameForKey(h.Key), err)
 		}
 	}
 	if err := req.ReadFrom(r.Src); err != nil {

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -487,4 +489,30 @@ func (m mixedHandler) Serve(req *Request) Result {
 		return m.stagedHandler.Serve(req)
 	}
 	return m.other.Serve(req)
+}
+
+// A flexible request header declaring more tagged fields than its bytes
+// can hold is refused before any is read (a skipper looping over the
+// declared count would run for many seconds), and a well-formed one with
+// a tagged field still parses.
+func TestForgedHeaderTagCountIsRefused(t *testing.T) {
+	header := func(corr int32) []byte {
+		b := kbin.AppendInt16(nil, 3) // Metadata
+		b = kbin.AppendInt16(b, 9)    // flexible
+		b = kbin.AppendInt32(b, corr)
+		return kbin.AppendNullableString(b, nil)
+	}
+	forged := kbin.AppendUvarint(header(1), 1<<31)
+	_, _, err := ParseRequest(forged)
+	if !errors.Is(err, ErrBadFrame) || !strings.Contains(err.Error(), "2147483648 fields declared in 0 bytes") {
+		t.Fatalf("err = %v, want a bad frame naming the forged count", err)
+	}
+	good := kbin.AppendUvarint(header(2), 1) // one tagged field: key 7, one byte
+	good = kbin.AppendUvarint(good, 7)
+	good = kbin.AppendUvarint(good, 1)
+	good = append(good, 'x')
+	good = metadataReq("t").AppendTo(good)
+	if h, _, err := ParseRequest(good); err != nil || h.CorrelationID != 2 {
+		t.Fatalf("a header with one tagged field: %+v, %v", h, err)
+	}
 }
