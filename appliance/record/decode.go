@@ -202,17 +202,23 @@ func NextHeader(buf []byte, p int) (key, value Span, next int) {
 	return key, value, p
 }
 
-// fill sets r from f, the fields of a record in buf, reusing r.Headers'
-// storage; its slices alias buf (header keys too).
-func (f *Fields) fill(buf []byte, r *kmsg.Record) {
-	hdrs := r.Headers[:0]
+// AppendHeaders appends the headers of f, the fields of a record in buf,
+// to dst; keys and values alias buf.
+func (f *Fields) AppendHeaders(buf []byte, dst []kmsg.Header) []kmsg.Header {
 	p := f.Headers
 	for range f.HeaderCount {
 		var k, v Span
 		k, v, p = NextHeader(buf, p)
 		key := k.In(buf)
-		hdrs = append(hdrs, kmsg.Header{Key: unsafe.String(unsafe.SliceData(key), len(key)), Value: v.In(buf)})
+		dst = append(dst, kmsg.Header{Key: unsafe.String(unsafe.SliceData(key), len(key)), Value: v.In(buf)})
 	}
+	return dst
+}
+
+// fill sets r from f, the fields of a record in buf, reusing r.Headers'
+// storage; its slices alias buf (header keys too).
+func (f *Fields) fill(buf []byte, r *kmsg.Record) {
+	hdrs := f.AppendHeaders(buf, r.Headers[:0])
 	*r = kmsg.Record{
 		Length:           f.length,
 		Attributes:       f.Attributes,

@@ -226,13 +226,7 @@ func newBuilder(in record.Batch, routes, sizeHint int, pool *bufpool.Pool) *buil
 
 // addOriginal adds an input record, whose fields f are positions in data.
 func (b *builder) addOriginal(data []byte, f *record.Fields) {
-	b.hdrs = b.hdrs[:0]
-	for j, p := 0, f.Headers; j < f.HeaderCount; j++ {
-		var k, v record.Span
-		k, v, p = record.NextHeader(data, p)
-		key := k.In(data)
-		b.hdrs = append(b.hdrs, kmsg.Header{Key: unsafe.String(unsafe.SliceData(key), len(key)), Value: v.In(data)})
-	}
+	b.hdrs = f.AppendHeaders(data, b.hdrs[:0])
 	b.append(0, b.in.BaseTimestamp()+f.TimestampDelta, f.Key.In(data), f.Value.In(data), b.hdrs)
 }
 
