@@ -144,6 +144,17 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
 	})
+	b.Run("fields", func(b *testing.B) {
+		var f Fields
+		for b.Loop() {
+			for at := 0; at < len(stream); at = f.End {
+				if err := DecodeFields(stream, at, &f); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*1000), "ns/record")
+	})
 	b.Run("kmsg", func(b *testing.B) {
 		var r kmsg.Record
 		for b.Loop() {
