@@ -154,6 +154,11 @@ func Probe(ctx context.Context, dir string, budget time.Duration, progress func(
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return Measurements{}, fmt.Errorf("probe %s: %w", dir, err)
 	}
+	unlock, err := lockProbe(dir)
+	if err != nil {
+		return Measurements{}, fmt.Errorf("probe %s: %w", dir, err)
+	}
+	defer unlock()
 	removeStale(dir)
 	var sfs unix.Statfs_t
 	if err := unix.Statfs(dir, &sfs); err != nil {
@@ -278,7 +283,27 @@ func (p *prober) cleanup() error {
 	return errors.Join(errs...)
 }
 
-// removeStale deletes test files a crashed probe left behind.
+// lockProbe takes an exclusive lock on the directory itself (no file is
+// created), so one probe at a time measures it: a second would skew the
+// first's figures and, cleaning up stale files, delete its test files.
+// The lock goes when the process does, so a crashed probe never holds it.
+func lockProbe(dir string) (unlock func(), err error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, errors.New("another probe of this directory is running")
+		}
+		return nil, fmt.Errorf("lock: %w", &os.PathError{Op: "flock", Path: dir, Err: err})
+	}
+	return func() { f.Close() }, nil
+}
+
+// removeStale deletes test files a crashed probe left behind; the caller
+// holds the probe lock, so none of them belongs to a running probe.
 func removeStale(dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {

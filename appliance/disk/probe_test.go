@@ -71,6 +71,36 @@ func TestProbeOnThisMachine(t *testing.T) {
 	}
 }
 
+// TestProbeRefusesASecondProbeOfTheDirectory: while one probe runs, a
+// second of the same directory fails at once, naming why, and leaves the
+// first one's test files alone.
+func TestProbeRefusesASecondProbeOfTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockProbe(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	running := dir + "/" + probeFilePrefix + "1-seq"
+	if err := os.WriteFile(running, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Probe(context.Background(), dir, time.Second, nil)
+	if err == nil || !strings.Contains(err.Error(), "another probe of this directory is running") {
+		t.Fatalf("second probe: err %v, want it refused", err)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Fatalf("the refused probe removed the running probe's file: %v", err)
+	}
+	unlock()
+	// Once the first is done, a probe runs (and cleans up the file left).
+	if _, err := Probe(context.Background(), dir, 500*time.Millisecond, nil); err != nil {
+		t.Fatalf("probe after the lock was released: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("probe left %d files: %v", len(entries), entries)
+	}
+}
+
 func TestProbeStopsWhenCancelled(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +62,34 @@ type Options struct {
 	// FS is the filesystem of the data directory; nil means the real one
 	// (tests inject faults through it).
 	FS vfs.FS
+	// DirLock is the data directory's lock when the caller took it
+	// first with LockDataDir (eddy serve does, before it probes the
+	// disk). Start owns it from then on, also when it fails, and the
+	// node releases it when it stops. Nil: Start takes it.
+	DirLock io.Closer
+}
+
+// dirLockFile is the file in the data directory whose exclusive lock marks
+// the directory as in use by a node.
+const dirLockFile = ".lock"
+
+// LockDataDir takes the exclusive lock that keeps a second node off the
+// data directory dir (created if needed), or fails at once naming the
+// directory when another process holds it. The lock goes with the
+// process, so a node killed with -9 does not keep it.
+func LockDataDir(fsys vfs.FS, dir string) (io.Closer, error) {
+	if err := vfs.MkdirAllDurable(fsys, dir); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", dir, err)
+	}
+	lk, ok := fsys.(vfs.Locker)
+	if !ok {
+		return io.NopCloser(nil), nil
+	}
+	l, err := lk.Lock(filepath.Join(dir, dirLockFile))
+	if err != nil {
+		return nil, fmt.Errorf("data dir %s is in use by another process (stop it, or give this node its own data dir): %w", dir, err)
+	}
+	return l, nil
 }
 
 // Node is a running node.
@@ -86,6 +115,7 @@ type Node struct {
 	metrics    *telemetry.Metrics
 	guard      *disk.Guard
 	stopProf   func()
+	lock       io.Closer    // the data directory's
 	died       atomic.Value // string: a serve loop that ended unexpectedly
 	ready      atomic.Bool
 	notReady   atomic.Value // string: why not ready
@@ -100,6 +130,9 @@ type Node struct {
 // listener is bound and the node is ready.
 func Start(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
+		if opts.DirLock != nil {
+			opts.DirLock.Close()
+		}
 		return nil, err
 	}
 	if opts.Logger == nil {
@@ -126,8 +159,12 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (*Node, error)
 }
 
 func (n *Node) start(ctx context.Context, cfg *config.Config) error {
-	if err := os.MkdirAll(n.dir, 0o755); err != nil {
-		return fmt.Errorf("create data dir %s: %w", n.dir, err)
+	if n.lock = n.opts.DirLock; n.lock == nil {
+		l, err := LockDataDir(n.opts.FS, n.dir)
+		if err != nil {
+			return err
+		}
+		n.lock = l
 	}
 	n.metrics = telemetry.New(telemetry.Options{DataDir: n.dir, NoHost: !cfg.Metrics.Host, Version: n.opts.Version, Logger: n.log})
 	if p, err := disk.Load(n.dir); err == nil {
@@ -481,6 +518,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.stopProf()
 		}
 		n.background.Wait()
+		n.lock.Close()
 		n.log.Info("eddy stopped", "clean", len(errs) == 0)
 	})
 	return errors.Join(errs...)
@@ -533,6 +571,9 @@ func (n *Node) abort() {
 	n.background.Wait()
 	if n.stopProf != nil {
 		n.stopProf()
+	}
+	if n.lock != nil {
+		n.lock.Close()
 	}
 }
 

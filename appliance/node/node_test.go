@@ -102,6 +102,45 @@ func TestReadyzAndRestart(t *testing.T) {
 	}
 }
 
+// TestSecondNodeOnTheDataDirIsRefused: a node cannot start on a data
+// directory another node is using; the running node is undisturbed, and
+// the directory is free again once it stops.
+func TestSecondNodeOnTheDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, testConfig(t, dir))
+	c := tcpClient(t, n, kgo.DefaultProduceTopic("r"), kgo.AllowAutoTopicCreation())
+	if err := c.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("one")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), testConfig(t, dir), Options{Version: "test"})
+	if err == nil || !strings.Contains(err.Error(), "data dir "+dir+" is in use by another process") {
+		t.Fatalf("second node on the same data dir: err %v, want it refused", err)
+	}
+	if err := c.ProduceSync(ctxT(t), &kgo.Record{Value: []byte("two")}).FirstErr(); err != nil {
+		t.Fatalf("the running node after the refused start: %v", err)
+	}
+	c.Close()
+	stopNode(t, n)
+	n2 := startNode(t, testConfig(t, dir))
+	if st := n2.Status(); !st.CleanStart {
+		t.Fatalf("status of the next node: %+v", st)
+	}
+	cons := tcpClient(t, n2, kgo.ConsumeTopics("r"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var got []string
+	for len(got) < 2 {
+		fs := cons.PollFetches(ctxT(t))
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range fs.Records() {
+			got = append(got, string(r.Value))
+		}
+	}
+	if strings.Join(got, ",") != "one,two" {
+		t.Fatalf("records after the restart: %q", got)
+	}
+}
+
 func TestKcat(t *testing.T) {
 	kcat, err := exec.LookPath("kcat")
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/eddybroker/eddy/appliance/config"
 	"github.com/eddybroker/eddy/appliance/disk"
 	"github.com/eddybroker/eddy/appliance/node"
+	"github.com/eddybroker/eddy/appliance/storage/vfs"
 	"github.com/spf13/cobra"
 )
 
@@ -112,19 +113,30 @@ func serve(cmd *cobra.Command, cfg *config.Config, file string) error {
 	defer signal.Stop(sigs)
 	notify := node.NewNotifier(log)
 
+	// The data directory is this process's before anything touches it,
+	// the disk probe included.
+	lock, err := node.LockDataDir(vfs.OS, cfg.Node.DataDir)
+	if err != nil {
+		notify.Stopping("failed to start: " + err.Error())
+		return err
+	}
 	started := make(chan *node.Node, 1)
 	errc := make(chan error, 1)
 	go func() {
 		if cfg.Disk.Tuning == "auto" {
 			ensureIOProfile(ctx, cfg, log, notify.Status)
 			next, err := loadConfig(cmd, file)
+			if err == nil && next.Node.DataDir != cfg.Node.DataDir {
+				err = fmt.Errorf("node.data_dir: the io-profile may not change it (%s, was %s)", next.Node.DataDir, cfg.Node.DataDir)
+			}
 			if err != nil {
+				lock.Close()
 				errc <- fmt.Errorf("invalid configuration with the io-profile:\n%w", err)
 				return
 			}
 			cfg = next
 		}
-		n, err := node.Start(ctx, cfg, node.Options{Logger: log, LogLevel: level, Version: version, Status: notify.Status})
+		n, err := node.Start(ctx, cfg, node.Options{Logger: log, LogLevel: level, Version: version, Status: notify.Status, DirLock: lock})
 		if err != nil {
 			errc <- err
 			return

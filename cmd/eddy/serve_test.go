@@ -41,3 +41,32 @@ func TestConfigPrintShowsSources(t *testing.T) {
 		t.Fatalf("config print:\n%s", out)
 	}
 }
+
+// TestServeRefusesADataDirInUse: a second `eddy serve` on the data
+// directory of a running one exits at once with an error naming the
+// directory, without probing the disk (whose test files and figures would
+// disturb the running node); the running node keeps serving.
+func TestServeRefusesADataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	p := startEddy(t, dir)
+	t.Setenv("EDDY_DISK_TUNING", "auto")
+	out, err := run(t, "", "serve", "--data-dir", dir, "--kafka-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	if err == nil {
+		t.Fatalf("a second eddy served on %s:\n%s", dir, out)
+	}
+	if !strings.Contains(out, "data dir "+dir+" is in use by another process") {
+		t.Fatalf("the error does not say the data dir is in use:\n%s", out)
+	}
+	if strings.Contains(out, "probing") || strings.Contains(out, "io-profile") {
+		t.Fatalf("the refused serve probed the disk:\n%s", out)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".eddy-io-probe-") || strings.HasPrefix(e.Name(), "io-profile") {
+			t.Fatalf("the refused serve left %s in the data dir", e.Name())
+		}
+	}
+	if out, err := run(t, "", "topic", "create", "still-serving", "--partitions", "1", "--transport", "tcp", "--brokers", p.kafka); err != nil {
+		t.Fatalf("the running node after the refused start: %v\n%s", err, out)
+	}
+}
