@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // Interrupt guarding.
@@ -17,37 +18,33 @@ import (
 // unguarded code (docs/PLUGIN-ABI.md, "Pitfalls").
 //
 // instrument rewrites a module instead. It adds two mutable i32 globals,
-// the interrupt flag (exported as InterruptExport) and a countdown, and at
-// the head of every loop inserts
+// the interrupt flag (exported as InterruptExport) and a countdown shared
+// by the whole guest, which every loop iteration and every entry into a
+// function that makes calls decrements (see instrumentCode for where the
+// countdown lives meanwhile). When it reaches zero the guest runs
 //
-//	global.get $countdown
-//	i32.const 1
-//	i32.sub
-//	global.set $countdown
-//	global.get $countdown
-//	i32.eqz
+//	i32.const 1024
+//	local.set $countdown   ;; or global.set
+//	i32.const 0
+//	memory.grow            ;; grows nothing, but leaves the compiled code for Go
+//	drop
+//	global.get $interrupt
 //	if
-//	  i32.const 1024
-//	  global.set $countdown
-//	  i32.const 0
-//	  memory.grow        ;; grows nothing, but leaves the compiled code for Go
-//	  drop
-//	  global.get $interrupt
-//	  if
-//	    unreachable
-//	  end
+//	  unreachable
 //	end
 //
-// A loop iteration therefore costs a few register-and-global operations,
-// and every 1,024 iterations the guest passes through Go, where the
-// scheduler and a garbage collector's stop-the-world can reach its
-// goroutine (native code cannot be preempted; a guest that never left it
-// would stall the whole process at the next collection) and where a
+// so every 1,024 loop iterations or calls the guest passes through Go,
+// where the scheduler and a garbage collector's stop-the-world can reach
+// its goroutine (native code cannot be preempted; a guest that never left
+// it would stall the whole process at the next collection) and where a
 // flag set by the host is seen. The host runs the rewritten module
 // without wazero's checks and, when a call's deadline passes or its
-// context ends, sets the flag from a timer: within 1,024 iterations the
-// guest traps, the call returns, the instance is discarded. Code without
-// loops terminates by itself (recursion ends in a stack overflow trap).
+// context ends, sets the flag from a timer: within 1,024 loop iterations
+// or calls the guest traps, the call returns, the instance is discarded.
+// Counting calls as well as loops matters: a guest without a single loop
+// can still run for ever, making an exponential number of calls without
+// ever nesting them deeply enough to overflow the stack (wazero's own
+// guard checks only loop heads, and misses it).
 // The original module is validated by compiling the rewrite, and code that
 // names the added globals (which was invalid before) is refused; a module
 // the rewriter does not understand (an opcode outside WebAssembly 2.0, no
@@ -59,15 +56,17 @@ const InterruptExport = "eddy_interrupt"
 
 var errInstrument = errors.New("instrument")
 
-// instrument returns a copy of wasm with the interrupt global and the loop
-// checks.
+// section is one section of a module.
+type section struct {
+	id   byte
+	body []byte
+}
+
+// instrument returns a copy of wasm with the interrupt global, the
+// countdown and the checks.
 func instrument(wasm []byte) ([]byte, error) {
 	if len(wasm) < 8 || !bytes.Equal(wasm[:4], []byte("\x00asm")) {
 		return nil, fmt.Errorf("%w: not a wasm binary", errInstrument)
-	}
-	type section struct {
-		id   byte
-		body []byte
 	}
 	var secs []section
 	r := reader{b: wasm, i: 8}
@@ -166,7 +165,11 @@ func instrument(wasm []byte) ([]byte, error) {
 		case 8:
 			// Dropped: see the export section.
 		case 10:
-			body, err := instrumentCode(s.body, globals)
+			imported, params, err := funcParams(secs)
+			if err != nil {
+				return nil, err
+			}
+			body, err := instrumentCode(s.body, globals, imported, params)
 			if err != nil {
 				return nil, err
 			}
@@ -199,25 +202,68 @@ func importsGlobals(body []byte) bool {
 	return false
 }
 
-// checkEvery is how many loop iterations pass between two visits to Go.
+// checkEvery is how many loop iterations and function entries pass
+// between two visits to Go.
 const checkEvery = 1024
 
-// loopCheck returns the code inserted at loop heads (see the top of the
-// file); gidx is the interrupt global, gidx+1 the countdown.
-func loopCheck(gidx uint32) []byte {
-	g := func(op byte, idx uint32) []byte { return binary.AppendUvarint([]byte{op}, uint64(idx)) }
-	var c []byte
-	c = append(c, g(0x23, gidx+1)...) // global.get $countdown
-	c = append(c, 0x41, 0x01, 0x6B)   // i32.const 1; i32.sub
-	c = append(c, g(0x24, gidx+1)...) // global.set $countdown
-	c = append(c, g(0x23, gidx+1)...) // global.get $countdown
-	c = append(c, 0x45, 0x04, 0x40)   // i32.eqz; if
-	c = appendSLEB(append(c, 0x41), checkEvery)
-	c = append(c, g(0x24, gidx+1)...)           // global.set $countdown
-	c = append(c, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0; memory.grow 0; drop
-	c = append(c, g(0x23, gidx)...)             // global.get $interrupt
-	c = append(c, 0x04, 0x40, 0x00, 0x0B)       // if unreachable end
-	return append(c, 0x0B)                      // end
+// checks builds the code inserted into a function whose countdown local
+// is l; gidx is the interrupt global, gidx+1 the countdown global.
+type checks struct{ gidx, l uint32 }
+
+func (c checks) op(b []byte, op byte, idx uint32) []byte {
+	return binary.AppendUvarint(append(b, op), uint64(idx))
+}
+
+// tail ends an entry or loop check: when the countdown reached zero it
+// restarts it and visits Go, then traps if the interrupt flag is set.
+func (c checks) tail(b []byte) []byte {
+	b = append(b, 0x45, 0x04, 0x40)                   // i32.eqz; if
+	b = c.op(appendSLEB(append(b, 0x41), checkEvery), // i32.const checkEvery
+		0x21, c.l) // local.set $l
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0; memory.grow 0; drop
+	b = c.op(b, 0x23, c.gidx)                   // global.get $interrupt
+	b = append(b, 0x04, 0x40, 0x00, 0x0B)       // if unreachable end
+	return append(b, 0x0B)                      // end
+}
+
+// entry takes the countdown from its global, less one for this entry.
+func (c checks) entry(b []byte) []byte {
+	b = c.op(b, 0x23, c.gidx+1)       // global.get $countdown
+	b = append(b, 0x41, 0x01, 0x6B)   // i32.const 1; i32.sub
+	return c.tail(c.op(b, 0x22, c.l)) // local.tee $l
+}
+
+// loop counts one loop iteration.
+func (c checks) loop(b []byte) []byte {
+	b = c.op(b, 0x20, c.l)            // local.get $l
+	b = append(b, 0x41, 0x01, 0x6B)   // i32.const 1; i32.sub
+	return c.tail(c.op(b, 0x22, c.l)) // local.tee $l
+}
+
+// globalEntry counts a function's entry on the countdown global itself,
+// for a function without loops (which keeps no local).
+func globalEntry(b []byte, gidx uint32) []byte {
+	c := checks{gidx: gidx}
+	b = c.op(b, 0x23, gidx+1)       // global.get $countdown
+	b = append(b, 0x41, 0x01, 0x6B) // i32.const 1; i32.sub
+	b = c.op(b, 0x24, gidx+1)       // global.set $countdown
+	b = c.op(b, 0x23, gidx+1)       // global.get $countdown
+	b = append(b, 0x45, 0x04, 0x40) // i32.eqz; if
+	b = c.op(appendSLEB(append(b, 0x41), checkEvery), 0x24, gidx+1)
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0; memory.grow 0; drop
+	b = c.op(b, 0x23, gidx)                     // global.get $interrupt
+	b = append(b, 0x04, 0x40, 0x00, 0x0B)       // if unreachable end
+	return append(b, 0x0B)                      // end
+}
+
+// save hands the countdown to the global (before a call or an exit).
+func (c checks) save(b []byte) []byte {
+	return c.op(c.op(b, 0x20, c.l), 0x24, c.gidx+1) // local.get $l; global.set $countdown
+}
+
+// load takes the countdown back after a call.
+func (c checks) load(b []byte) []byte {
+	return c.op(c.op(b, 0x23, c.gidx+1), 0x21, c.l) // global.get $countdown; local.set $l
 }
 
 func appendSLEB(b []byte, v int64) []byte {
@@ -231,16 +277,69 @@ func appendSLEB(b []byte, v int64) []byte {
 	}
 }
 
-// instrumentCode rewrites the code section. gidx, the index of the first
-// new global, is also the number of the module's own globals: code that
-// names the new ones was invalid before the rewrite and is refused.
-func instrumentCode(sec []byte, gidx uint32) ([]byte, error) {
-	check := loopCheck(gidx)
+// funcParams returns the number of functions the module imports and the
+// number of parameters of each function it defines, in the order of its
+// code section.
+func funcParams(secs []section) (imported uint32, params []uint32, err error) {
+	var types []uint32
+	for _, s := range secs {
+		r := reader{b: s.body}
+		switch s.id {
+		case 1:
+			n := r.u32()
+			for k := uint32(0); k < n && r.err == nil; k++ {
+				if r.byte() != 0x60 {
+					return 0, nil, fmt.Errorf("%w: type %d is not a function type", errInstrument, k)
+				}
+				np := r.u32()
+				r.skip(int(np))
+				r.skip(int(r.u32()))
+				types = append(types, np)
+			}
+		case 2:
+			n := r.u32()
+			for k := uint32(0); k < n && r.err == nil; k++ {
+				r.name()
+				r.name()
+				if r.byte() != 0 {
+					return 0, nil, fmt.Errorf("%w: import %d is not a function", errInstrument, k)
+				}
+				r.u32()
+				imported++
+			}
+		case 3:
+			n := r.u32()
+			for k := uint32(0); k < n && r.err == nil; k++ {
+				t := r.u32()
+				if int(t) >= len(types) {
+					return 0, nil, fmt.Errorf("%w: function %d has type %d of %d", errInstrument, k, t, len(types))
+				}
+				params = append(params, types[t])
+			}
+		}
+		if r.err != nil {
+			return 0, nil, fmt.Errorf("%w: section %d: %w", errInstrument, s.id, r.err)
+		}
+	}
+	return imported, params, nil
+}
 
+// body is one function body of the code section.
+type body struct {
+	code   []byte // locals and instructions
+	locals int    // offset of the instructions in code
+	loops  bool   // has a loop
+	calls  bool   // has a call or call_indirect
+}
+
+// readBodies splits the code section into its function bodies and notes
+// which have loops and which make calls. gidx is the index of the first
+// new global: code that names one was invalid before the rewrite and is
+// refused.
+func readBodies(sec []byte, gidx uint32) ([]body, error) {
 	r := reader{b: sec}
 	n := r.u32()
-	out := binary.AppendUvarint(nil, uint64(n))
-	var body []byte
+	bodies := make([]body, 0, min(n, uint32(len(sec))))
 	for f := uint32(0); f < n; f++ {
 		size := int(r.u32())
 		if r.err != nil || r.i+size > len(sec) {
@@ -248,7 +347,6 @@ func instrumentCode(sec []byte, gidx uint32) ([]byte, error) {
 		}
 		fr := reader{b: sec[r.i : r.i+size]}
 		r.i += size
-		// Locals.
 		groups := fr.u32()
 		for g := uint32(0); g < groups; g++ {
 			fr.u32()
@@ -257,27 +355,156 @@ func instrumentCode(sec []byte, gidx uint32) ([]byte, error) {
 		if fr.err != nil {
 			return nil, fmt.Errorf("%w: function %d: locals", errInstrument, f)
 		}
-		body = append(body[:0], fr.b[:fr.i]...)
+		b := body{code: fr.b, locals: fr.i}
 		for fr.i < len(fr.b) {
 			start := fr.i
 			op := fr.byte()
 			if err := skipImmediates(&fr, op); err != nil {
 				return nil, fmt.Errorf("%w: function %d at %d: %w", errInstrument, f, start, err)
 			}
-			if op == 0x23 || op == 0x24 {
+			switch op {
+			case 0x03:
+				b.loops = true
+			case 0x10, 0x11:
+				b.calls = true
+			case 0x23, 0x24: // global.get, global.set
 				if g := (&reader{b: fr.b, i: start + 1}).u32(); g >= gidx {
 					return nil, fmt.Errorf("%w: function %d at %d: global %d of %d", errInstrument, f, start, g, gidx)
 				}
 			}
-			body = append(body, fr.b[start:fr.i]...)
-			if op == 0x03 { // loop
-				body = append(body, check...)
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, nil
+}
+
+// instrumentCode rewrites the code section so that one countdown, shared
+// by the whole guest across calls and recursion, counts every loop
+// iteration and every entry into a function that makes calls, and is
+// checked when it reaches zero: no execution runs more than checkEvery
+// of those between two checks. Between two of them a guest only runs
+// straight-line code and calls to functions without loops or calls,
+// so a guest without loops that makes an exponential number of calls is
+// stopped like a loop.
+//
+// A function with loops keeps the countdown in a local of its own while
+// it runs (a register, where the global would be a load and a store per
+// iteration): taken from the global on entry, handed back to it before a
+// call that may count and at every exit, taken back after the call. A
+// function that makes calls but has no loop counts its entry on the
+// global. A function with neither is left as it is. gidx is the interrupt
+// global, gidx+1 the countdown; imported is the number of imported
+// functions and params holds each function's parameter count.
+func instrumentCode(sec []byte, gidx, imported uint32, params []uint32) ([]byte, error) {
+	bodies, err := readBodies(sec, gidx)
+	if err != nil {
+		return nil, err
+	}
+	if len(bodies) != len(params) {
+		return nil, fmt.Errorf("%w: %d function bodies for %d functions", errInstrument, len(bodies), len(params))
+	}
+	// counts reports whether a call to function idx may use the countdown.
+	counts := func(idx uint32) bool {
+		if idx < imported {
+			return false // the host's functions do not
+		}
+		b := bodies[idx-imported]
+		return b.loops || b.calls
+	}
+	out := binary.AppendUvarint(nil, uint64(len(bodies)))
+	var code []byte
+	for f, b := range bodies {
+		code = code[:0]
+		switch {
+		case !b.loops && !b.calls:
+			code = append(code, b.code...)
+		case !b.loops:
+			code = append(code, b.code[:b.locals]...)
+			code = globalEntry(code, gidx)
+			code = append(code, b.code[b.locals:]...)
+		default:
+			code, err = instrumentLoops(code, b, gidx, params[f], counts)
+			if err != nil {
+				return nil, fmt.Errorf("function %d: %w", f, err)
 			}
 		}
-		out = binary.AppendUvarint(out, uint64(len(body)))
-		out = append(out, body...)
+		out = binary.AppendUvarint(out, uint64(len(code)))
+		out = append(out, code...)
 	}
 	return out, nil
+}
+
+// instrumentLoops appends to code the body b, a function with loops that
+// has np parameters, rewritten to keep the countdown in a new local.
+func instrumentLoops(code []byte, b body, gidx, np uint32, counts func(uint32) bool) ([]byte, error) {
+	r := reader{b: b.code}
+	locals := uint64(np)
+	groups := r.u32()
+	for g := uint32(0); g < groups; g++ {
+		locals += uint64(r.u32())
+		r.byte()
+	}
+	if locals >= math.MaxUint32 {
+		return nil, fmt.Errorf("%w: too many locals", errInstrument)
+	}
+	c := checks{gidx: gidx, l: uint32(locals)}
+	code = binary.AppendUvarint(code, uint64(groups)+1)
+	code = append(code, b.code[(&reader{b: b.code}).skipU32():b.locals]...)
+	code = append(code, 0x01, 0x7F) // one i32
+	if b.calls {
+		code = c.entry(code)
+	} else {
+		code = c.load(code)
+	}
+	depth := uint32(0) // enclosing blocks; a branch to depth leaves the function
+	for r.i < len(b.code) {
+		start := r.i
+		op := r.byte()
+		_ = skipImmediates(&r, op) // readBodies walked it
+		imm := reader{b: b.code[:r.i], i: start + 1}
+		around := false // a call that may count
+		switch op {
+		case 0x0B: // end
+			if depth == 0 {
+				code = c.save(code)
+			} else {
+				depth--
+			}
+		case 0x0F: // return
+			code = c.save(code)
+		case 0x0C, 0x0D: // br, br_if
+			if imm.u32() == depth {
+				code = c.save(code)
+			}
+		case 0x0E: // br_table
+			k := imm.u32()
+			for i := uint32(0); i <= k; i++ {
+				if imm.u32() == depth {
+					code = c.save(code)
+					break
+				}
+			}
+		case 0x10: // call
+			around = counts(imm.u32())
+		case 0x11: // call_indirect
+			around = true
+		}
+		if around {
+			code = c.save(code)
+		}
+		code = append(code, b.code[start:r.i]...)
+		switch op {
+		case 0x02, 0x04: // block, if
+			depth++
+		case 0x03: // loop
+			depth++
+			code = c.loop(code)
+		}
+		if around {
+			code = c.load(code)
+		}
+	}
+	return code, nil
 }
 
 // skipImmediates advances past the immediates of op (WebAssembly 2.0:

@@ -10,12 +10,14 @@
 // broker's RecordBatch v2 and sdk/plugin/plugintest to plugin tests.
 //
 // Calls run guarded by default: a deadline (or the caller's context) stops
-// a runaway guest. The default guard rewrites each module so that every
-// loop head polls an injected global the host sets when the deadline
-// passes (see instrument.go: about one load per loop iteration); Config.Guard
-// = GuardWazero uses wazero's WithCloseOnContextDone instead, which exits to
-// Go at every loop head and costs 4-8x on Go guests. A binding may opt in
-// to Trusted, which runs the original module with no termination checks.
+// a runaway guest. The default guard rewrites each module so that loop
+// iterations and calls count down to a poll of an injected global the host
+// sets when the deadline passes (see instrument.go: a few register
+// operations per loop iteration); a module it cannot rewrite is refused.
+// Config.Guard = GuardWazero uses wazero's WithCloseOnContextDone instead,
+// which exits to Go at every loop head, costs 4-8x on Go guests and does
+// not see a guest that calls without looping. A binding may opt in to
+// Trusted, which runs the original module with no termination checks.
 //
 // A tier is one wazero runtime with one memory cap, with or without
 // wazero's context checks. Modules are compiled for their default variant
@@ -126,9 +128,9 @@ type Guard int
 
 // The guards.
 const (
-	// GuardInterrupt instruments loop heads to poll a host-set global
-	// (the default). Modules the instrumenter cannot rewrite fall back to
-	// GuardWazero.
+	// GuardInterrupt instruments loops and calls to poll a host-set
+	// global (the default). Modules the instrumenter cannot rewrite are
+	// refused.
 	GuardInterrupt Guard = iota
 	// GuardWazero uses wazero's WithCloseOnContextDone.
 	GuardWazero
@@ -406,13 +408,12 @@ func (e *Engine) Register(ctx context.Context, wasm []byte) (Module, error) {
 	v := variant{tier: tierKey{wazeroGuard: true, pages: pages}}
 	code := wasm
 	var instrumented []byte
+	var unguardable error // why the module cannot take the interrupt guard
 	if e.cfg.Guard == GuardInterrupt {
 		var ierr error
-		instrumented, ierr = instrument(wasm)
-		if ierr != nil {
+		if instrumented, ierr = instrument(wasm); ierr != nil {
 			// Structural problems are reported by the compiler below.
-			sink.add(slog.LevelWarn, "host", "", fmt.Sprintf("guarding falls back to wazero's context checks: %v", ierr))
-			instrumented = nil
+			unguardable, instrumented = ierr, nil
 		} else {
 			v, code = variant{tier: tierKey{pages: pages}, instrumented: true}, instrumented
 		}
@@ -424,20 +425,26 @@ func (e *Engine) Register(ctx context.Context, wasm []byte) (Module, error) {
 	cm, err := t.rt.CompileModule(ctx, code)
 	if err != nil && instrumented != nil {
 		// Judge the module by its own bytes: if they compile, the rewrite
-		// is at fault and the module runs under wazero's guard instead.
+		// is at fault.
 		v = variant{tier: tierKey{wazeroGuard: true, pages: pages}}
 		if t, err = e.tier(ctx, v.tier); err != nil {
 			return Module{}, fmt.Errorf("register plugin %s: %w", d.Short(), err)
 		}
-		var ierr error
-		if cm, ierr = t.rt.CompileModule(ctx, wasm); ierr == nil {
-			sink.add(slog.LevelWarn, "host", "", fmt.Sprintf("guarding falls back to wazero's context checks: the instrumented module does not compile: %v", err))
-			instrumented = nil
+		var cerr error
+		if cm, cerr = t.rt.CompileModule(ctx, wasm); cerr == nil {
+			unguardable, instrumented = fmt.Errorf("the instrumented module does not compile: %w", err), nil
 		}
-		err = ierr
+		err = cerr
 	}
 	if err != nil {
 		return Module{}, fmt.Errorf("register plugin %s: %w: %w", d.Short(), ErrInvalidModule, err)
+	}
+	if unguardable != nil {
+		// wazero's guard checks loop heads only: a guest that calls
+		// without looping would escape it, and with it stall the process
+		// at its next garbage collection. Such a module is refused.
+		_ = cm.Close(ctx)
+		return Module{}, fmt.Errorf("register plugin %s: %w: it cannot be guarded: %w", d.Short(), ErrInvalidModule, unguardable)
 	}
 	info, err := e.inspect(ctx, t, cm, sink)
 	if err != nil {

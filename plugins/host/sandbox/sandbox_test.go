@@ -129,19 +129,11 @@ func TestRegistrationRefusals(t *testing.T) {
 		{"command", wasmgen.Plugin{Partition: zeros, ExportStart: true}.Encode(), sandbox.ErrMissingExport, "reactor"},
 		{"abi 2.0", wasmgen.Plugin{Partition: zeros, Version: 2 << 16}.Encode(), sandbox.ErrABIVersion, "2.0"},
 		{"abi 1.99", wasmgen.Plugin{Partition: zeros, Version: 1<<16 | 99}.Encode(), sandbox.ErrABIVersion, "1.99"},
-		{"reserved export", wasmgen.Plugin{Partition: zeros, Exports: []wasmgen.Export{{Name: sandbox.InterruptExport, Kind: wasmgen.KindFunc, Index: 0}}}.Encode(), nil, ""},
+		{"reserved export", wasmgen.Plugin{Partition: zeros, Exports: []wasmgen.Export{{Name: sandbox.InterruptExport, Kind: wasmgen.KindFunc, Index: 0}}}.Encode(), sandbox.ErrInvalidModule, "cannot be guarded: instrument: the module exports the reserved name eddy_interrupt"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			m, err := e.Register(context.Background(), c.wasm)
-			if c.want == nil {
-				// The module is valid but cannot be instrumented: it runs
-				// under wazero's guard instead.
-				if err != nil || m.Guard != sandbox.GuardWazero {
-					t.Fatalf("register = %+v, %v; want a module guarded by wazero", m, err)
-				}
-				return
-			}
+			_, err := e.Register(context.Background(), c.wasm)
 			if !errors.Is(err, c.want) {
 				t.Fatalf("register = %v, want %v", err, c.want)
 			}
@@ -150,8 +142,8 @@ func TestRegistrationRefusals(t *testing.T) {
 			}
 		})
 	}
-	if len(e.Modules()) != 1 {
-		t.Fatalf("%d modules registered, want only the reserved-export one", len(e.Modules()))
+	if n := len(e.Modules()); n != 0 {
+		t.Fatalf("%d modules registered, want none", n)
 	}
 }
 
@@ -192,6 +184,58 @@ func TestInfiniteLoopIsStoppedAndHostStaysHealthy(t *testing.T) {
 				t.Fatalf("a good plugin after the loop: %v", err)
 			}
 		})
+	}
+}
+
+// fanout is an eddy_partition (function 3) without a loop that calls
+// itself twice with its length argument less one: 2^len calls, no loop
+// head, and a stack only len frames deep.
+var fanout = wasmgen.Cat(
+	[]byte{wasmgen.OpLocalGet, 1, wasmgen.OpIf, wasmgen.BlockEmpty},
+	[]byte{wasmgen.OpLocalGet, 0, wasmgen.OpLocalGet, 1}, wasmgen.Const(1), []byte{wasmgen.OpI32Sub, wasmgen.OpLocalGet, 2, wasmgen.OpCall, 3, wasmgen.OpDrop},
+	[]byte{wasmgen.OpLocalGet, 0, wasmgen.OpLocalGet, 1}, wasmgen.Const(1), []byte{wasmgen.OpI32Sub, wasmgen.OpLocalGet, 2, wasmgen.OpCall, 3, wasmgen.OpDrop},
+	[]byte{wasmgen.OpEnd}, wasmgen.Const(0), []byte{wasmgen.OpEnd},
+)
+
+// TestCallTreeWithoutLoopsIsStopped: a guest that never passes a loop
+// head but makes an exponential number of calls is stopped at its
+// deadline like a loop, and garbage collections during the call are not
+// held up by it (a guest that never left compiled code would stall them,
+// and with them the whole process).
+func TestCallTreeWithoutLoopsIsStopped(t *testing.T) {
+	e, _ := newEngine(t, nil)
+	m := register(t, e, wasmgen.Plugin{Partition: fanout}.Encode())
+	if m.Guard != sandbox.GuardInterrupt {
+		t.Fatalf("guard %v, want %v", m.Guard, sandbox.GuardInterrupt)
+	}
+	p := pool(t, e, m, abi.KindPartitioner, "", sandbox.PoolOptions{})
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := p.Partition(context.Background(), 200*time.Millisecond, batch(1, 3), nil)
+		done <- err
+	}()
+	gcs := 0
+	for {
+		select {
+		case err := <-done:
+			if !errors.Is(err, sandbox.ErrTimeout) {
+				t.Fatalf("partition = %v, want ErrTimeout", err)
+			}
+			if gcs == 0 {
+				t.Fatal("no garbage collection completed while the guest ran")
+			}
+			if st := p.Status(); st.Counters.Timeouts != 1 || st.Instances != 0 {
+				t.Fatalf("after the timeout: %+v", st)
+			}
+			return
+		default:
+		}
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("the call tree ran 20s past a 200ms deadline")
+		}
+		runtime.GC() // returns only if the guest lets the world stop
+		gcs++
 	}
 }
 
