@@ -439,17 +439,17 @@ func (e *Engine) Register(ctx context.Context, wasm []byte) (Module, error) {
 	if err != nil {
 		return Module{}, fmt.Errorf("register plugin %s: %w: %w", d.Short(), ErrInvalidModule, err)
 	}
-	if unguardable != nil {
-		// wazero's guard checks loop heads only: a guest that calls
-		// without looping would escape it, and with it stall the process
-		// at its next garbage collection. Such a module is refused.
-		_ = cm.Close(ctx)
-		return Module{}, fmt.Errorf("register plugin %s: %w: it cannot be guarded: %w", d.Short(), ErrInvalidModule, unguardable)
-	}
 	info, err := e.inspect(ctx, t, cm, sink)
 	if err != nil {
 		_ = cm.Close(ctx)
 		return Module{}, fmt.Errorf("register plugin %s: %w", d.Short(), err)
+	}
+	if unguardable != nil {
+		// The module meets the ABI, but wazero's guard checks loop heads
+		// only: a guest that calls without looping would escape it, and
+		// stall the process at its next garbage collection. Refused.
+		_ = cm.Close(ctx)
+		return Module{}, fmt.Errorf("register plugin %s: %w: it cannot be guarded: %w", d.Short(), ErrInvalidModule, unguardable)
 	}
 	info.Digest, info.Size, info.Registered = d, len(wasm), e.cfg.Now()
 	info.Guard = GuardWazero
