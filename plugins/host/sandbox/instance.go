@@ -233,7 +233,7 @@ func (in *instance) arm(ctx context.Context, timeout time.Duration) {
 
 func (in *instance) fire(why int32) {
 	if in.fired.CompareAndSwap(0, why) {
-		in.interrupt.Set(1)
+		in.interrupt.Set(interruptRaised)
 	}
 }
 
@@ -269,6 +269,9 @@ func (in *instance) classify(cctx context.Context, err error) error {
 	}
 	if in.hostErr != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidOutput, in.hostErr)
+	}
+	if in.interrupt != nil && in.interrupt.Get() == interruptDepth {
+		return fmt.Errorf("%w: calls nested deeper than %d: %w", ErrTrap, MaxCallDepth, err)
 	}
 	return fmt.Errorf("%w: %w", ErrTrap, err)
 }

@@ -106,9 +106,40 @@ func instrument(wasm []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the module defines no memory", errInstrument)
 	}
 	gidx := globals
-	// mut i32 interrupt = 0; mut i32 countdown = checkEvery
+	// mut i32 interrupt = 0; mut i32 countdown = checkEvery; mut i32 depth = 0
 	newGlobals := []byte{0x7F, 0x01, 0x41, 0x00, 0x0B, 0x7F, 0x01, 0x41}
-	newGlobals = append(appendSLEB(newGlobals, checkEvery), 0x0B)
+	newGlobals = append(appendSLEB(newGlobals, checkEvery), 0x0B, 0x7F, 0x01, 0x41, 0x00, 0x0B)
+
+	imported, sigs, ntypes, err := funcSigs(secs)
+	if err != nil {
+		return nil, err
+	}
+	// Each instrumented body is wrapped in a block of the function's
+	// result type; a function with several results needs a type
+	// () -> results for it, appended to the type section.
+	var extraTypes []byte
+	nextra := uint32(0)
+	blockTypes := make([][]byte, len(sigs))
+	added := map[string][]byte{}
+	for i, sg := range sigs {
+		switch len(sg.results) {
+		case 0:
+			blockTypes[i] = []byte{0x40}
+		case 1:
+			blockTypes[i] = sg.results
+		default:
+			bt, ok := added[string(sg.results)]
+			if !ok {
+				bt = appendSLEB(nil, int64(ntypes+nextra))
+				added[string(sg.results)] = bt
+				extraTypes = append(extraTypes, 0x60, 0x00)
+				extraTypes = binary.AppendUvarint(extraTypes, uint64(len(sg.results)))
+				extraTypes = append(extraTypes, sg.results...)
+				nextra++
+			}
+			blockTypes[i] = bt
+		}
+	}
 
 	out := append([]byte(nil), wasm[:8]...)
 	emit := func(id byte, body []byte) {
@@ -119,15 +150,19 @@ func instrument(wasm []byte) ([]byte, error) {
 	sawExport := false
 	for _, s := range secs {
 		switch s.id {
+		case 1:
+			body := binary.AppendUvarint(nil, uint64(ntypes+nextra))
+			body = append(body, s.body[(&reader{b: s.body}).skipU32():]...)
+			emit(1, append(body, extraTypes...))
 		case 6:
 			g := reader{b: s.body}
 			n := g.u32()
-			body := binary.AppendUvarint(nil, uint64(n+2))
+			body := binary.AppendUvarint(nil, uint64(n+newGlobalCount))
 			body = append(append(body, s.body[g.i:]...), newGlobals...)
 			emit(6, body)
 		case 7:
 			if !hasGlobal {
-				emit(6, append([]byte{2}, newGlobals...))
+				emit(6, append([]byte{newGlobalCount}, newGlobals...))
 			}
 			sawExport = true
 			e := reader{b: s.body}
@@ -165,11 +200,7 @@ func instrument(wasm []byte) ([]byte, error) {
 		case 8:
 			// Dropped: see the export section.
 		case 10:
-			imported, params, err := funcParams(secs)
-			if err != nil {
-				return nil, err
-			}
-			body, err := instrumentCode(s.body, globals, imported, params)
+			body, err := instrumentCode(s.body, globals, imported, sigs, blockTypes)
 			if err != nil {
 				return nil, err
 			}
@@ -205,6 +236,21 @@ func importsGlobals(body []byte) bool {
 // checkEvery is how many loop iterations and function entries pass
 // between two visits to Go.
 const checkEvery = 1024
+
+// MaxCallDepth is how deeply calls into functions that make calls may
+// nest in a guarded guest. wazero grows a call's stack up to hundreds of
+// megabytes, outside the plugin's memory cap; a guest nesting deeper
+// traps, with the interrupt global set to interruptDepth so the host can
+// say why.
+const MaxCallDepth = 20000
+
+// The injected globals, from the first index after the module's own, and
+// the interrupt global's values.
+const (
+	newGlobalCount  = 3 // interrupt, countdown, depth
+	interruptDepth  = 2 // set by the guest before it traps on MaxCallDepth
+	interruptRaised = 1 // set by the host at a deadline
+)
 
 // checks builds the code inserted into a function whose countdown local
 // is l; gidx is the interrupt global, gidx+1 the countdown global.
@@ -256,6 +302,27 @@ func globalEntry(b []byte, gidx uint32) []byte {
 	return append(b, 0x0B)                      // end
 }
 
+// enter counts a call into a function that makes calls on the depth
+// global, trapping past MaxCallDepth.
+func (c checks) enter(b []byte) []byte {
+	b = c.op(b, 0x23, c.gidx+2)     // global.get $depth
+	b = append(b, 0x41, 0x01, 0x6A) // i32.const 1; i32.add
+	b = c.op(b, 0x24, c.gidx+2)     // global.set $depth
+	b = c.op(b, 0x23, c.gidx+2)     // global.get $depth
+	b = appendSLEB(append(b, 0x41), MaxCallDepth)
+	b = append(b, 0x4B, 0x04, 0x40)     // i32.gt_u; if
+	b = append(b, 0x41, interruptDepth) // i32.const interruptDepth
+	b = c.op(b, 0x24, c.gidx)           // global.set $interrupt
+	return append(b, 0x00, 0x0B)        // unreachable end
+}
+
+// leave undoes enter at an exit.
+func (c checks) leave(b []byte) []byte {
+	b = c.op(b, 0x23, c.gidx+2)     // global.get $depth
+	b = append(b, 0x41, 0x01, 0x6B) // i32.const 1; i32.sub
+	return c.op(b, 0x24, c.gidx+2)  // global.set $depth
+}
+
 // save hands the countdown to the global (before a call or an exit).
 func (c checks) save(b []byte) []byte {
 	return c.op(c.op(b, 0x20, c.l), 0x24, c.gidx+1) // local.get $l; global.set $countdown
@@ -277,11 +344,17 @@ func appendSLEB(b []byte, v int64) []byte {
 	}
 }
 
-// funcParams returns the number of functions the module imports and the
-// number of parameters of each function it defines, in the order of its
-// code section.
-func funcParams(secs []section) (imported uint32, params []uint32, err error) {
-	var types []uint32
+// funcType is what the rewriter needs of a function's type.
+type funcType struct {
+	params  uint32
+	results []byte // value types
+}
+
+// funcSigs returns the number of functions the module imports, the
+// signature of each function it defines, in the order of its code
+// section, and the number of types it declares.
+func funcSigs(secs []section) (imported uint32, sigs []funcType, ntypes uint32, err error) {
+	var types []funcType
 	for _, s := range secs {
 		r := reader{b: s.body}
 		switch s.id {
@@ -289,12 +362,16 @@ func funcParams(secs []section) (imported uint32, params []uint32, err error) {
 			n := r.u32()
 			for k := uint32(0); k < n && r.err == nil; k++ {
 				if r.byte() != 0x60 {
-					return 0, nil, fmt.Errorf("%w: type %d is not a function type", errInstrument, k)
+					return 0, nil, 0, fmt.Errorf("%w: type %d is not a function type", errInstrument, k)
 				}
 				np := r.u32()
 				r.skip(int(np))
-				r.skip(int(r.u32()))
-				types = append(types, np)
+				nr := int(r.u32())
+				at := r.i
+				r.skip(nr)
+				if r.err == nil {
+					types = append(types, funcType{params: np, results: s.body[at:r.i]})
+				}
 			}
 		case 2:
 			n := r.u32()
@@ -302,7 +379,7 @@ func funcParams(secs []section) (imported uint32, params []uint32, err error) {
 				r.name()
 				r.name()
 				if r.byte() != 0 {
-					return 0, nil, fmt.Errorf("%w: import %d is not a function", errInstrument, k)
+					return 0, nil, 0, fmt.Errorf("%w: import %d is not a function", errInstrument, k)
 				}
 				r.u32()
 				imported++
@@ -312,16 +389,16 @@ func funcParams(secs []section) (imported uint32, params []uint32, err error) {
 			for k := uint32(0); k < n && r.err == nil; k++ {
 				t := r.u32()
 				if int(t) >= len(types) {
-					return 0, nil, fmt.Errorf("%w: function %d has type %d of %d", errInstrument, k, t, len(types))
+					return 0, nil, 0, fmt.Errorf("%w: function %d has type %d of %d", errInstrument, k, t, len(types))
 				}
-				params = append(params, types[t])
+				sigs = append(sigs, types[t])
 			}
 		}
 		if r.err != nil {
-			return 0, nil, fmt.Errorf("%w: section %d: %w", errInstrument, s.id, r.err)
+			return 0, nil, 0, fmt.Errorf("%w: section %d: %w", errInstrument, s.id, r.err)
 		}
 	}
-	return imported, params, nil
+	return imported, sigs, uint32(len(types)), nil
 }
 
 // body is one function body of the code section.
@@ -395,13 +472,13 @@ func readBodies(sec []byte, gidx uint32) ([]body, error) {
 // global. A function with neither is left as it is. gidx is the interrupt
 // global, gidx+1 the countdown; imported is the number of imported
 // functions and params holds each function's parameter count.
-func instrumentCode(sec []byte, gidx, imported uint32, params []uint32) ([]byte, error) {
+func instrumentCode(sec []byte, gidx, imported uint32, sigs []funcType, blockTypes [][]byte) ([]byte, error) {
 	bodies, err := readBodies(sec, gidx)
 	if err != nil {
 		return nil, err
 	}
-	if len(bodies) != len(params) {
-		return nil, fmt.Errorf("%w: %d function bodies for %d functions", errInstrument, len(bodies), len(params))
+	if len(bodies) != len(sigs) {
+		return nil, fmt.Errorf("%w: %d function bodies for %d functions", errInstrument, len(bodies), len(sigs))
 	}
 	// counts reports whether a call to function idx may use the countdown.
 	counts := func(idx uint32) bool {
@@ -415,18 +492,10 @@ func instrumentCode(sec []byte, gidx, imported uint32, params []uint32) ([]byte,
 	var code []byte
 	for f, b := range bodies {
 		code = code[:0]
-		switch {
-		case !b.loops && !b.calls:
+		if !b.loops && !b.calls {
 			code = append(code, b.code...)
-		case !b.loops:
-			code = append(code, b.code[:b.locals]...)
-			code = globalEntry(code, gidx)
-			code = append(code, b.code[b.locals:]...)
-		default:
-			code, err = instrumentLoops(code, b, gidx, params[f], counts)
-			if err != nil {
-				return nil, fmt.Errorf("function %d: %w", f, err)
-			}
+		} else if code, err = instrumentBody(code, b, gidx, sigs[f].params, blockTypes[f], counts); err != nil {
+			return nil, fmt.Errorf("function %d: %w", f, err)
 		}
 		out = binary.AppendUvarint(out, uint64(len(code)))
 		out = append(out, code...)
@@ -434,9 +503,15 @@ func instrumentCode(sec []byte, gidx, imported uint32, params []uint32) ([]byte,
 	return out, nil
 }
 
-// instrumentLoops appends to code the body b, a function with loops that
-// has np parameters, rewritten to keep the countdown in a new local.
-func instrumentLoops(code []byte, b body, gidx, np uint32, counts func(uint32) bool) ([]byte, error) {
+// instrumentBody appends to code the body b, a function with loops or
+// calls that has np parameters, rewritten: a function with loops keeps
+// the countdown in a new local, and a function that makes calls counts
+// its entry on the countdown and its nesting on the depth global. The
+// original instructions are wrapped in a block of type bt (the
+// function's results), so that a branch out of the function ends the
+// block instead and the code that follows it, run at every exit but a
+// return (which runs it first), hands back the countdown and the depth.
+func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func(uint32) bool) ([]byte, error) {
 	r := reader{b: b.code}
 	locals := uint64(np)
 	groups := r.u32()
@@ -448,63 +523,59 @@ func instrumentLoops(code []byte, b body, gidx, np uint32, counts func(uint32) b
 		return nil, fmt.Errorf("%w: too many locals", errInstrument)
 	}
 	c := checks{gidx: gidx, l: uint32(locals)}
-	code = binary.AppendUvarint(code, uint64(groups)+1)
-	code = append(code, b.code[(&reader{b: b.code}).skipU32():b.locals]...)
-	code = append(code, 0x01, 0x7F) // one i32
-	if b.calls {
-		code = c.entry(code)
+	if b.loops {
+		code = binary.AppendUvarint(code, uint64(groups)+1)
+		code = append(code, b.code[(&reader{b: b.code}).skipU32():b.locals]...)
+		code = append(code, 0x01, 0x7F) // one i32
 	} else {
-		code = c.load(code)
+		code = append(code, b.code[:b.locals]...)
 	}
-	depth := uint32(0) // enclosing blocks; a branch to depth leaves the function
+	if b.calls {
+		code = c.enter(code)
+	}
+	switch {
+	case b.loops && b.calls:
+		code = c.entry(code)
+	case b.loops:
+		code = c.load(code)
+	default:
+		code = globalEntry(code, gidx)
+	}
+	exit := func(code []byte) []byte {
+		if b.loops {
+			code = c.save(code)
+		}
+		if b.calls {
+			code = c.leave(code)
+		}
+		return code
+	}
+	code = append(append(code, 0x02), bt...) // block bt
 	for r.i < len(b.code) {
 		start := r.i
 		op := r.byte()
 		_ = skipImmediates(&r, op) // readBodies walked it
-		imm := reader{b: b.code[:r.i], i: start + 1}
-		around := false // a call that may count
+		around := false            // a call that may count, from a function keeping a local
 		switch op {
-		case 0x0B: // end
-			if depth == 0 {
-				code = c.save(code)
-			} else {
-				depth--
-			}
 		case 0x0F: // return
-			code = c.save(code)
-		case 0x0C, 0x0D: // br, br_if
-			if imm.u32() == depth {
-				code = c.save(code)
-			}
-		case 0x0E: // br_table
-			k := imm.u32()
-			for i := uint32(0); i <= k; i++ {
-				if imm.u32() == depth {
-					code = c.save(code)
-					break
-				}
-			}
+			code = exit(code)
 		case 0x10: // call
-			around = counts(imm.u32())
+			around = b.loops && counts((&reader{b: b.code[:r.i], i: start + 1}).u32())
 		case 0x11: // call_indirect
-			around = true
+			around = b.loops
 		}
 		if around {
 			code = c.save(code)
 		}
-		code = append(code, b.code[start:r.i]...)
-		switch op {
-		case 0x02, 0x04: // block, if
-			depth++
-		case 0x03: // loop
-			depth++
+		code = append(code, b.code[start:r.i]...) // the last is the body's end, now the block's
+		if op == 0x03 {
 			code = c.loop(code)
 		}
 		if around {
 			code = c.load(code)
 		}
 	}
-	return code, nil
+	return append(exit(code), 0x0B), nil
 }
 
 // skipImmediates advances past the immediates of op (WebAssembly 2.0:

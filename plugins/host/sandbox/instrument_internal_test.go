@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/tetratelabs/wazero"
@@ -30,6 +31,9 @@ const (
 //	1 sumTo(n) = Σ leaf(i), i < n          a loop calling a leaf; returns from inside the loop past 100,000
 //	2 fan(n) = fan(n-1)+fan(n-1)+1         calls, no loop: 2^(n+1)-1 entries
 //	3 mix(n)                               a loop calling both, leaving by br_if, br_table and end
+//	4 pair(n) = (n, Σ i, i < n)            two results, a loop
+//	5 usePair(n) = a*1000+b of pair(n)     calls a function with two results
+//	6 down(n) = down(n-1)+1                recursion n+1 deep
 func countingModule() []byte {
 	c := wasmgen.Const
 	cat := wasmgen.Cat
@@ -62,12 +66,25 @@ func countingModule() []byte {
 		[]byte{wasmgen.OpLocalGet, 2, wasmgen.OpLocalGet, 0}, c(1), []byte{wasmgen.OpI32And, opBrTable, 2, 1, 2, 2},
 		[]byte{wasmgen.OpEnd}, c(-1), []byte{wasmgen.OpEnd}, c(1000), []byte{wasmgen.OpI32Add, wasmgen.OpEnd},
 	)
+	pair := cat(
+		[]byte{wasmgen.OpLoop, wasmgen.BlockEmpty, wasmgen.OpLocalGet, 1, wasmgen.OpLocalGet, 0, opI32LtU, wasmgen.OpIf, wasmgen.BlockEmpty},
+		[]byte{wasmgen.OpLocalGet, 2, wasmgen.OpLocalGet, 1, wasmgen.OpI32Add, wasmgen.OpLocalSet, 2},
+		[]byte{wasmgen.OpLocalGet, 1}, c(1), []byte{wasmgen.OpI32Add, wasmgen.OpLocalSet, 1, wasmgen.OpBr, 1, wasmgen.OpEnd, wasmgen.OpEnd},
+		[]byte{wasmgen.OpLocalGet, 0, wasmgen.OpLocalGet, 2, wasmgen.OpEnd},
+	)
+	usePair := cat([]byte{wasmgen.OpLocalGet, 0, wasmgen.OpCall, 4, wasmgen.OpLocalSet, 1}, c(1000), []byte{opI32Mul, wasmgen.OpLocalGet, 1, wasmgen.OpI32Add, wasmgen.OpEnd})
+	down := cat(
+		[]byte{wasmgen.OpLocalGet, 0, opI32Eqz, wasmgen.OpIf, blockI32}, c(0), []byte{opElse},
+		[]byte{wasmgen.OpLocalGet, 0}, c(1), []byte{wasmgen.OpI32Sub, wasmgen.OpCall, 6}, c(1), []byte{wasmgen.OpI32Add, wasmgen.OpEnd, wasmgen.OpEnd},
+	)
+	i32 := []byte{wasmgen.I32}
 	m := wasmgen.Module{
-		Types:    []wasmgen.FuncType{{Params: []byte{wasmgen.I32}, Results: []byte{wasmgen.I32}}},
-		Funcs:    []wasmgen.Func{{Body: leaf}, {I32Locals: 2, Body: sumTo}, {Body: fan}, {I32Locals: 2, Body: mix}},
+		Types: []wasmgen.FuncType{{Params: i32, Results: i32}, {Params: i32, Results: []byte{wasmgen.I32, wasmgen.I32}}},
+		Funcs: []wasmgen.Func{{Body: leaf}, {I32Locals: 2, Body: sumTo}, {Body: fan}, {I32Locals: 2, Body: mix},
+			{TypeIdx: 1, I32Locals: 2, Body: pair}, {I32Locals: 1, Body: usePair}, {Body: down}},
 		MemPages: 1,
 	}
-	for i, name := range []string{"leaf", "sumTo", "fan", "mix"} {
+	for i, name := range []string{"leaf", "sumTo", "fan", "mix", "pair", "usePair", "down"} {
 		m.Exports = append(m.Exports, wasmgen.Export{Name: name, Kind: wasmgen.KindFunc, Index: uint32(i)})
 	}
 	return m.Encode()
@@ -93,7 +110,7 @@ func TestInstrumentedCodeComputesTheSame(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := instantiate(t, orig), instantiate(t, inst)
-	for _, fn := range []string{"leaf", "sumTo", "fan", "mix"} {
+	for _, fn := range []string{"leaf", "sumTo", "fan", "mix", "pair", "usePair", "down"} {
 		for n := uint64(0); n <= 60; n++ {
 			if fn == "fan" && n > 12 {
 				break
@@ -103,10 +120,39 @@ func TestInstrumentedCodeComputesTheSame(t *testing.T) {
 				t.Fatal(err)
 			}
 			got, err := b.ExportedFunction(fn).Call(context.Background(), n)
-			if err != nil || got[0] != want[0] {
-				t.Fatalf("%s(%d) = %v, %v; the original gives %d", fn, n, got, err, want[0])
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("%s(%d) = %v, %v; the original gives %v", fn, n, got, err, want)
 			}
 		}
+	}
+}
+
+// TestCallDepthIsBounded: calls into functions that make calls nest up
+// to MaxCallDepth; one more traps, with the interrupt global saying why,
+// where the original module would grow its stack far beyond (wazero
+// allows hundreds of megabytes).
+func TestCallDepthIsBounded(t *testing.T) {
+	inst, err := instrument(countingModule())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod := instantiate(t, inst)
+	// down(n) is n+1 activations deep; repeated calls leave no depth behind.
+	for range 3 {
+		got, err := mod.ExportedFunction("down").Call(context.Background(), MaxCallDepth-1)
+		if err != nil || got[0] != MaxCallDepth-1 {
+			t.Fatalf("down(%d) = %v, %v", MaxCallDepth-1, got, err)
+		}
+	}
+	if _, err := mod.ExportedFunction("down").Call(context.Background(), MaxCallDepth); err == nil {
+		t.Fatalf("down(%d) nested %d calls without a trap", MaxCallDepth, MaxCallDepth+1)
+	}
+	if v := mod.ExportedGlobal(InterruptExport).Get(); v != interruptDepth {
+		t.Fatalf("interrupt global %d after the trap, want %d", v, interruptDepth)
+	}
+	orig := instantiate(t, countingModule())
+	if _, err := orig.ExportedFunction("down").Call(context.Background(), 4*MaxCallDepth); err != nil {
+		t.Fatalf("the original module: %v", err)
 	}
 }
 

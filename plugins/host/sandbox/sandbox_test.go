@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -236,6 +237,38 @@ func TestCallTreeWithoutLoopsIsStopped(t *testing.T) {
 		}
 		runtime.GC() // returns only if the guest lets the world stop
 		gcs++
+	}
+}
+
+// deep is an eddy_partition (function 3) that recurses two billion calls
+// deep: without a bound, wazero grows the call's stack to hundreds of
+// megabytes (outside the memory cap) before it overflows.
+var deep = wasmgen.Cat(
+	[]byte{wasmgen.OpLocalGet, 1}, wasmgen.Const(1000000), []byte{0x49, wasmgen.OpIf, wasmgen.BlockEmpty}, // len < 1e6:
+	[]byte{wasmgen.OpLocalGet, 0}, wasmgen.Const(2000000000), []byte{wasmgen.OpLocalGet, 2, wasmgen.OpCall, 3, 0x0F, wasmgen.OpEnd}, // return f(in, 2e9, out)
+	[]byte{wasmgen.OpLocalGet, 1, 0x45, wasmgen.OpIf, 0x7F}, wasmgen.Const(0), []byte{0x05},
+	[]byte{wasmgen.OpLocalGet, 0, wasmgen.OpLocalGet, 1}, wasmgen.Const(1), []byte{wasmgen.OpI32Sub, wasmgen.OpLocalGet, 2, wasmgen.OpCall, 3},
+	wasmgen.Const(1), []byte{wasmgen.OpI32Add, wasmgen.OpEnd, wasmgen.OpEnd},
+)
+
+// TestDeepRecursionIsStopped: a guest nesting calls past MaxCallDepth
+// traps, naming why, long before its stack could grow large; the broken
+// instance is discarded and other plugins keep working.
+func TestDeepRecursionIsStopped(t *testing.T) {
+	e, _ := newEngine(t, nil)
+	m := register(t, e, wasmgen.Plugin{Partition: deep}.Encode())
+	p := pool(t, e, m, abi.KindPartitioner, "", sandbox.PoolOptions{})
+	_, err := p.Partition(context.Background(), 10*time.Second, batch(1, 3), nil)
+	if !errors.Is(err, sandbox.ErrTrap) || !strings.Contains(err.Error(), fmt.Sprintf("calls nested deeper than %d", sandbox.MaxCallDepth)) {
+		t.Fatalf("partition = %v, want a trap naming the call depth", err)
+	}
+	if st := p.Status(); st.Counters.Failures != 1 || st.Instances != 0 {
+		t.Fatalf("after the trap: %+v", st)
+	}
+	good := register(t, e, wasmgen.Plugin{Partition: zeros}.Encode())
+	q := pool(t, e, good, abi.KindPartitioner, "", sandbox.PoolOptions{})
+	if _, err := q.Partition(context.Background(), ok, batch(3, 3), nil); err != nil {
+		t.Fatalf("a good plugin after the trap: %v", err)
 	}
 }
 
