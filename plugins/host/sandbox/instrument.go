@@ -469,9 +469,12 @@ func readBodies(sec []byte, gidx uint32) ([]body, error) {
 // iteration): taken from the global on entry, handed back to it before a
 // call that may count and at every exit, taken back after the call. A
 // function that makes calls but has no loop counts its entry on the
-// global. A function with neither is left as it is. gidx is the interrupt
-// global, gidx+1 the countdown; imported is the number of imported
-// functions and params holds each function's parameter count.
+// global. A function that makes calls also counts its nesting on the
+// depth global, up to MaxCallDepth. A function with neither loops nor
+// calls is left as it is. gidx is the interrupt global, gidx+1 the
+// countdown, gidx+2 the depth; imported is the number of imported
+// functions, sigs holds each defined function's type and blockTypes the
+// block type of its results.
 func instrumentCode(sec []byte, gidx, imported uint32, sigs []funcType, blockTypes [][]byte) ([]byte, error) {
 	bodies, err := readBodies(sec, gidx)
 	if err != nil {
