@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/eddybroker/eddy/internal/bufpool"
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -42,11 +43,48 @@ var (
 // ReadFrame reads one size-prefixed frame, refusing a size above max before
 // allocating anything for it.
 func ReadFrame(r io.Reader, max int) ([]byte, error) {
-	return readFrame(r, max, func(n int) []byte { return make([]byte, n) })
+	return readFrame(r, max, nil, func(n int) []byte { return make([]byte, n) })
 }
 
-// readFrame is ReadFrame with the frame's buffer from alloc.
-func readFrame(r io.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
+// eagerFrame is the largest frame whose buffer is allocated whole before
+// its bytes arrive, whatever the receive budget: a size prefix alone
+// costs at most this.
+const eagerFrame = 64 << 10
+
+// DefaultReceiveBudget bounds the bytes allocated, across the process's
+// connections, for frames larger than 64 KiB before their bytes arrive.
+const DefaultReceiveBudget = 256 << 20
+
+// ReceiveBudget bounds the memory the connections sharing it allocate for
+// frames ahead of their bytes. Within it a frame's buffer is allocated
+// whole when its size prefix is read; beyond it the buffer grows with the
+// bytes that arrive, so clients that send size prefixes and then little
+// or nothing (slowly, or never) cannot make the broker allocate their
+// frames' declared sizes.
+type ReceiveBudget struct {
+	max  int64
+	used atomic.Int64
+}
+
+// NewReceiveBudget returns a budget of max bytes.
+func NewReceiveBudget(max int64) *ReceiveBudget { return &ReceiveBudget{max: max} }
+
+var defaultReceiveBudget = NewReceiveBudget(DefaultReceiveBudget)
+
+func (b *ReceiveBudget) reserve(n int) bool {
+	if b.used.Add(int64(n)) <= b.max {
+		return true
+	}
+	b.used.Add(-int64(n))
+	return false
+}
+
+func (b *ReceiveBudget) release(n int) { b.used.Add(-int64(n)) }
+
+// readFrame is ReadFrame with the frame's buffer from alloc when it is
+// small or budget (nil: none) allows; otherwise the buffer grows, doubling
+// from 64 KiB, as the bytes arrive (and alloc is not used).
+func readFrame(r io.Reader, max int, budget *ReceiveBudget, alloc func(n int) []byte) ([]byte, error) {
 	var sz [4]byte
 	if _, err := io.ReadFull(r, sz[:]); err != nil {
 		return nil, err
@@ -58,14 +96,45 @@ func readFrame(r io.Reader, max int, alloc func(n int) []byte) ([]byte, error) {
 	if int64(n) > int64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, max)
 	}
-	buf := alloc(int(n))
-	if _, err := io.ReadFull(r, buf); err != nil {
+	var buf []byte
+	var err error
+	switch {
+	case n <= eagerFrame || budget == nil:
+		buf = alloc(int(n))
+		_, err = io.ReadFull(r, buf)
+	case budget.reserve(int(n)):
+		buf = alloc(int(n))
+		_, err = io.ReadFull(r, buf)
+		budget.release(int(n))
+	default:
+		buf, err = readGrowing(r, int(n))
+	}
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
 	}
 	return buf, nil
+}
+
+// readGrowing reads n bytes into a buffer that doubles, from eagerFrame,
+// as they arrive.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, eagerFrame)
+	for {
+		got, err := io.ReadFull(r, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+got]
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == n {
+			return buf, nil
+		}
+		next := make([]byte, len(buf), min(2*cap(buf), n))
+		copy(next, buf)
+		buf = next
+	}
 }
 
 // Header is a parsed request header.

@@ -82,10 +82,14 @@ type Handler interface {
 
 // Config bounds a connection.
 type Config struct {
-	MaxFrameSize int          // largest request frame; default 100 MiB
-	MaxInflight  int          // requests read ahead of their responses; default 16
-	Logger       *slog.Logger // nil discards
-	Observer     Observer     // nil: nobody is told
+	MaxFrameSize int // largest request frame; default 100 MiB
+	MaxInflight  int // requests read ahead of their responses; default 16
+	// Receive bounds, with the other connections sharing it, the memory
+	// allocated for large frames before their bytes arrive; nil: a
+	// budget of DefaultReceiveBudget shared by the whole process.
+	Receive  *ReceiveBudget
+	Logger   *slog.Logger // nil discards
+	Observer Observer     // nil: nobody is told
 }
 
 // Observer hears of connections and of every request answered (metrics).
@@ -128,6 +132,9 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 16
 	}
+	if cfg.Receive == nil {
+		cfg.Receive = defaultReceiveBudget
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -162,7 +169,7 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 	for {
 		var frame []byte
 		var pooled []byte
-		frame, err = readFrame(br, cfg.MaxFrameSize, func(n int) []byte {
+		frame, err = readFrame(br, cfg.MaxFrameSize, cfg.Receive, func(n int) []byte {
 			if n < minPooledFrame {
 				return make([]byte, n)
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -514,5 +515,55 @@ func TestForgedHeaderTagCountIsRefused(t *testing.T) {
 	good = metadataReq("t").AppendTo(good)
 	if h, _, err := ParseRequest(good); err != nil || h.CorrelationID != 2 {
 		t.Fatalf("a header with one tagged field: %+v, %v", h, err)
+	}
+}
+
+// TestSizePrefixesAloneCostLittle: clients that announce 100 MiB frames
+// and send a few bytes of them make the server allocate what arrived, not
+// what was announced, once the receive budget is spent; the budget is
+// whole again when they are gone.
+func TestSizePrefixesAloneCostLittle(t *testing.T) {
+	budget := NewReceiveBudget(4 << 20)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 8 {
+		c, _, _, done := serve(t, &testHandler{}, Config{Receive: budget})
+		msg := binary.BigEndian.AppendUint32(nil, 100<<20)
+		msg = append(msg, make([]byte, 4<<10)...)
+		go func() { c.Write(msg); c.Close() }()
+		<-done // the peer closed mid-frame
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Fatalf("8 announced 100 MiB frames of 4 KiB each allocated %d MiB", got>>20)
+	}
+	if used := budget.used.Load(); used != 0 {
+		t.Fatalf("%d bytes of the budget still reserved", used)
+	}
+}
+
+// TestFramesBeyondTheBudgetArriveWhole: with no budget left, a large
+// frame is read as it arrives, into a growing buffer, and served intact;
+// within the budget it is read into one buffer and its reservation given
+// back.
+func TestFramesBeyondTheBudgetArriveWhole(t *testing.T) {
+	for _, size := range []int64{0, 64 << 20} {
+		budget := NewReceiveBudget(size)
+		c, _, _, _ := serve(t, &testHandler{}, Config{Receive: budget})
+		r := bufio.NewReader(c)
+		for i, n := range []int{eagerFrame - 100, 300 << 10, 900 << 10} {
+			name := strings.Repeat(string(rune('a'+i)), n)
+			req := kmsg.NewPtrMetadataRequest()
+			req.Version = 12
+			req.Topics = []kmsg.MetadataRequestTopic{{Topic: &name}}
+			go c.Write(AppendRequest(nil, int32(i), nil, req))
+			resp := &kmsg.MetadataResponse{Version: 12}
+			if corr := readResp(t, r, resp); corr != int32(i) || len(resp.Topics) != 1 || *resp.Topics[0].Topic != name {
+				t.Fatalf("budget %d, %d-byte name: response %d did not echo it", size, n, corr)
+			}
+		}
+		if used := budget.used.Load(); used != 0 {
+			t.Fatalf("budget %d: %d bytes still reserved", size, used)
+		}
 	}
 }
