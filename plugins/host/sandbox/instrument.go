@@ -45,10 +45,13 @@ import (
 // can still run for ever, making an exponential number of calls without
 // ever nesting them deeply enough to overflow the stack (wazero's own
 // guard checks only loop heads, and misses it).
-// The original module is validated by compiling the rewrite, and code that
-// names the added globals (which was invalid before) is refused; a module
-// the rewriter does not understand (an opcode outside WebAssembly 2.0, no
-// memory) falls back to wazero's guard.
+// The host compiles (and so validates) the original module before the
+// rewrite: code that names what the rewrite adds (a global, a local, the
+// label around each body, a type, an export), invalid before, must not
+// become valid after it. The rewriter itself refuses code that names the
+// added globals or calls a function that does not exist, and a module it
+// does not understand (an opcode outside WebAssembly 2.0, no memory); the
+// host refuses such a module rather than run it under wazero's guard.
 
 // InterruptExport is the export name of the injected global; a module may
 // not export it itself.
@@ -413,7 +416,7 @@ type body struct {
 // which have loops and which make calls. gidx is the index of the first
 // new global: code that names one was invalid before the rewrite and is
 // refused.
-func readBodies(sec []byte, gidx uint32) ([]body, error) {
+func readBodies(sec []byte, gidx, funcs uint32) ([]body, error) {
 	r := reader{b: sec}
 	n := r.u32()
 	bodies := make([]body, 0, min(n, uint32(len(sec))))
@@ -425,7 +428,7 @@ func readBodies(sec []byte, gidx uint32) ([]body, error) {
 		fr := reader{b: sec[r.i : r.i+size]}
 		r.i += size
 		groups := fr.u32()
-		for g := uint32(0); g < groups; g++ {
+		for g := uint32(0); g < groups && fr.err == nil; g++ {
 			fr.u32()
 			fr.byte()
 		}
@@ -442,7 +445,12 @@ func readBodies(sec []byte, gidx uint32) ([]body, error) {
 			switch op {
 			case 0x03:
 				b.loops = true
-			case 0x10, 0x11:
+			case 0x10:
+				b.calls = true
+				if callee := (&reader{b: fr.b, i: start + 1}).u32(); callee >= funcs {
+					return nil, fmt.Errorf("%w: function %d at %d: call to function %d of %d", errInstrument, f, start, callee, funcs)
+				}
+			case 0x11:
 				b.calls = true
 			case 0x23, 0x24: // global.get, global.set
 				if g := (&reader{b: fr.b, i: start + 1}).u32(); g >= gidx {
@@ -476,7 +484,7 @@ func readBodies(sec []byte, gidx uint32) ([]body, error) {
 // functions, sigs holds each defined function's type and blockTypes the
 // block type of its results.
 func instrumentCode(sec []byte, gidx, imported uint32, sigs []funcType, blockTypes [][]byte) ([]byte, error) {
-	bodies, err := readBodies(sec, gidx)
+	bodies, err := readBodies(sec, gidx, imported+uint32(len(sigs)))
 	if err != nil {
 		return nil, err
 	}
@@ -518,7 +526,7 @@ func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func
 	r := reader{b: b.code}
 	locals := uint64(np)
 	groups := r.u32()
-	for g := uint32(0); g < groups; g++ {
+	for g := uint32(0); g < groups && r.err == nil; g++ {
 		locals += uint64(r.u32())
 		r.byte()
 	}

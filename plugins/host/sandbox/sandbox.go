@@ -405,39 +405,33 @@ func (e *Engine) Register(ctx context.Context, wasm []byte) (Module, error) {
 	}
 	sink := newLogSink(e.cfg, d)
 	pages := pagesFor(e.cfg.MemoryLimitBytes)
-	v := variant{tier: tierKey{wazeroGuard: true, pages: pages}}
-	code := wasm
-	var instrumented []byte
-	var unguardable error // why the module cannot take the interrupt guard
-	if e.cfg.Guard == GuardInterrupt {
-		var ierr error
-		if instrumented, ierr = instrument(wasm); ierr != nil {
-			// Structural problems are reported by the compiler below.
-			unguardable, instrumented = ierr, nil
-		} else {
-			v, code = variant{tier: tierKey{pages: pages}, instrumented: true}, instrumented
-		}
-	}
+	v := variant{tier: tierKey{wazeroGuard: e.cfg.Guard == GuardWazero, pages: pages}}
 	t, err := e.tier(ctx, v.tier)
 	if err != nil {
 		return Module{}, fmt.Errorf("register plugin %s: %w", d.Short(), err)
 	}
-	cm, err := t.rt.CompileModule(ctx, code)
-	if err != nil && instrumented != nil {
-		// Judge the module by its own bytes: if they compile, the rewrite
-		// is at fault.
-		v = variant{tier: tierKey{wazeroGuard: true, pages: pages}}
-		if t, err = e.tier(ctx, v.tier); err != nil {
-			return Module{}, fmt.Errorf("register plugin %s: %w", d.Short(), err)
-		}
-		var cerr error
-		if cm, cerr = t.rt.CompileModule(ctx, wasm); cerr == nil {
-			unguardable, instrumented = fmt.Errorf("the instrumented module does not compile: %w", err), nil
-		}
-		err = cerr
-	}
+	// The module's own bytes are compiled (and so validated) first, also
+	// when it runs instrumented: the rewrite adds a local, a label, types
+	// and an export, which code that names them (invalid before) would
+	// find.
+	cm, err := t.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return Module{}, fmt.Errorf("register plugin %s: %w: %w", d.Short(), ErrInvalidModule, err)
+	}
+	var instrumented []byte
+	var unguardable error // why the module cannot take the interrupt guard
+	if e.cfg.Guard == GuardInterrupt {
+		if instrumented, err = instrument(wasm); err != nil {
+			unguardable, instrumented = err, nil
+		} else if icm, err := t.rt.CompileModule(ctx, instrumented); err != nil {
+			unguardable, instrumented = fmt.Errorf("the instrumented module does not compile: %w", err), nil
+		} else {
+			// The original's compilation, the trusted variant, is
+			// compiled again when a binding asks for it (a cache hit
+			// when the host has a cache directory).
+			_ = cm.Close(ctx)
+			cm, v = icm, variant{tier: v.tier, instrumented: true}
+		}
 	}
 	info, err := e.inspect(ctx, t, cm, sink)
 	if err != nil {
