@@ -228,3 +228,37 @@ func TestInstrumentCallIndirectAndImports(t *testing.T) {
 		}
 	}
 }
+
+// FuzzInstrument: whatever module wazero accepts, the rewrite either
+// refuses or turns into a module wazero accepts too, with the same
+// exported functions; the rewriter never panics on any input.
+func FuzzInstrument(f *testing.F) {
+	f.Add(countingModule())
+	f.Add(wasmgen.Plugin{Partition: wasmgen.Cat(wasmgen.Const(0), []byte{wasmgen.OpEnd})}.Encode())
+	f.Add(oneFunc(wasmgen.FuncType{}, 1, wasmgen.Cat([]byte{wasmgen.OpLoop, wasmgen.BlockEmpty}, wasmgen.Const(5),
+		[]byte{wasmgen.OpLocalSet, 0, wasmgen.OpBr, 0, wasmgen.OpEnd, wasmgen.OpEnd}), nil))
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter())
+	defer rt.Close(ctx)
+	f.Fuzz(func(t *testing.T, wasm []byte) {
+		inst, ierr := instrument(wasm)
+		orig, err := rt.CompileModule(ctx, wasm)
+		if err != nil {
+			return
+		}
+		defer orig.Close(ctx)
+		if ierr != nil {
+			return
+		}
+		cm, err := rt.CompileModule(ctx, inst)
+		if err != nil {
+			t.Fatalf("the original compiles, the rewrite does not: %v", err)
+		}
+		defer cm.Close(ctx)
+		for name := range orig.ExportedFunctions() {
+			if _, ok := cm.ExportedFunctions()[name]; !ok {
+				t.Fatalf("export %s lost", name)
+			}
+		}
+	})
+}
