@@ -271,7 +271,7 @@ func (in *instance) classify(cctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ErrInvalidOutput, in.hostErr)
 	}
 	if in.interrupt != nil && in.interrupt.Get() == interruptDepth {
-		return fmt.Errorf("%w: calls nested deeper than %d: %w", ErrTrap, MaxCallDepth, err)
+		return fmt.Errorf("%w: calls nested deeper than %d (frames of many locals count as several): %w", ErrTrap, MaxCallDepth, err)
 	}
 	return fmt.Errorf("%w: %w", ErrTrap, err)
 }

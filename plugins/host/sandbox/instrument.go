@@ -241,7 +241,8 @@ func importsGlobals(body []byte) bool {
 const checkEvery = 1024
 
 // MaxCallDepth is how deeply calls into functions that make calls may
-// nest in a guarded guest. wazero grows a call's stack up to hundreds of
+// nest in a guarded guest (a frame with many locals counts as several;
+// see frameWeight). wazero grows a call's stack up to hundreds of
 // megabytes, outside the plugin's memory cap; a guest nesting deeper
 // traps, with the interrupt global set to interruptDepth so the host can
 // say why.
@@ -305,13 +306,14 @@ func globalEntry(b []byte, gidx uint32) []byte {
 	return append(b, 0x0B)                      // end
 }
 
-// enter counts a call into a function that makes calls on the depth
-// global, trapping past MaxCallDepth.
-func (c checks) enter(b []byte) []byte {
-	b = c.op(b, 0x23, c.gidx+2)     // global.get $depth
-	b = append(b, 0x41, 0x01, 0x6A) // i32.const 1; i32.add
-	b = c.op(b, 0x24, c.gidx+2)     // global.set $depth
-	b = c.op(b, 0x23, c.gidx+2)     // global.get $depth
+// enter counts a call into a function that makes calls, of weight w (see
+// frameWeight), on the depth global, trapping past MaxCallDepth.
+func (c checks) enter(b []byte, w uint32) []byte {
+	b = c.op(b, 0x23, c.gidx+2) // global.get $depth
+	b = appendSLEB(append(b, 0x41), int64(w))
+	b = append(b, 0x6A)         // i32.add
+	b = c.op(b, 0x24, c.gidx+2) // global.set $depth
+	b = c.op(b, 0x23, c.gidx+2) // global.get $depth
 	b = appendSLEB(append(b, 0x41), MaxCallDepth)
 	b = append(b, 0x4B, 0x04, 0x40)     // i32.gt_u; if
 	b = append(b, 0x41, interruptDepth) // i32.const interruptDepth
@@ -320,10 +322,20 @@ func (c checks) enter(b []byte) []byte {
 }
 
 // leave undoes enter at an exit.
-func (c checks) leave(b []byte) []byte {
-	b = c.op(b, 0x23, c.gidx+2)     // global.get $depth
-	b = append(b, 0x41, 0x01, 0x6B) // i32.const 1; i32.sub
-	return c.op(b, 0x24, c.gidx+2)  // global.set $depth
+func (c checks) leave(b []byte, w uint32) []byte {
+	b = c.op(b, 0x23, c.gidx+2) // global.get $depth
+	b = appendSLEB(append(b, 0x41), int64(w))
+	b = append(b, 0x6B)            // i32.sub
+	return c.op(b, 0x24, c.gidx+2) // global.set $depth
+}
+
+// frameWeight is what a call into a function with slots of parameters
+// and locals (a v128 counts two) adds to the depth: one, and one more per
+// 16 slots, since wazero keeps live locals in the call's frame: a
+// recursion through functions of a thousand locals would otherwise grow
+// the stack to wazero's ceiling long before MaxCallDepth calls.
+func frameWeight(slots uint64) uint32 {
+	return uint32(min(1+slots/16, MaxCallDepth+1))
 }
 
 // save hands the countdown to the global (before a call or an exit).
@@ -524,16 +536,21 @@ func instrumentCode(sec []byte, gidx, imported uint32, sigs []funcType, blockTyp
 // return (which runs it first), hands back the countdown and the depth.
 func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func(uint32) bool) ([]byte, error) {
 	r := reader{b: b.code}
-	locals := uint64(np)
+	locals, slots := uint64(np), uint64(np)
 	groups := r.u32()
 	for g := uint32(0); g < groups && r.err == nil; g++ {
-		locals += uint64(r.u32())
-		r.byte()
+		n := uint64(r.u32())
+		locals += n
+		if r.byte() == 0x7B { // v128
+			n *= 2
+		}
+		slots += n
 	}
 	if locals >= math.MaxUint32 {
 		return nil, fmt.Errorf("%w: too many locals", errInstrument)
 	}
 	c := checks{gidx: gidx, l: uint32(locals)}
+	w := frameWeight(slots)
 	if b.loops {
 		code = binary.AppendUvarint(code, uint64(groups)+1)
 		code = append(code, b.code[(&reader{b: b.code}).skipU32():b.locals]...)
@@ -542,7 +559,7 @@ func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func
 		code = append(code, b.code[:b.locals]...)
 	}
 	if b.calls {
-		code = c.enter(code)
+		code = c.enter(code, w)
 	}
 	switch {
 	case b.loops && b.calls:
@@ -557,7 +574,7 @@ func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func
 			code = c.save(code)
 		}
 		if b.calls {
-			code = c.leave(code)
+			code = c.leave(code, w)
 		}
 		return code
 	}

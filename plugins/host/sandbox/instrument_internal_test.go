@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/binary"
 	"slices"
 	"testing"
 
@@ -201,5 +202,58 @@ func TestCountdownIsSharedAcrossCalls(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// wideRecursion is a module exporting f(n): a recursion n deep through a
+// function whose 1,000 locals are all live across its call, so each
+// frame holds them all.
+func wideRecursion() []byte {
+	const locals = 1000
+	uleb := func(b []byte, v int) []byte { return binary.AppendUvarint(b, uint64(v)) }
+	body := []byte{wasmgen.OpLocalGet, 0, opI32Eqz, wasmgen.OpIf, wasmgen.BlockEmpty}
+	body = append(append(body, wasmgen.Const(0)...), opReturn, wasmgen.OpEnd)
+	for i := 1; i <= locals; i++ {
+		body = append(append(body, wasmgen.OpLocalGet, 0), wasmgen.Const(int32(i))...)
+		body = uleb(append(body, wasmgen.OpI32Add, wasmgen.OpLocalSet), i)
+	}
+	body = append(append(body, wasmgen.OpLocalGet, 0), wasmgen.Const(1)...)
+	body = append(body, wasmgen.OpI32Sub, wasmgen.OpCall, 0)
+	for i := 1; i <= locals; i++ {
+		body = append(uleb(append(body, wasmgen.OpLocalGet), i), wasmgen.OpI32Add)
+	}
+	return (&wasmgen.Module{
+		Types:    []wasmgen.FuncType{{Params: []byte{wasmgen.I32}, Results: []byte{wasmgen.I32}}},
+		Funcs:    []wasmgen.Func{{I32Locals: locals, Body: append(body, wasmgen.OpEnd)}},
+		MemPages: 1,
+		Exports:  []wasmgen.Export{{Name: "f", Kind: wasmgen.KindFunc, Index: 0}},
+	}).Encode()
+}
+
+// TestWideFramesCountForMore: a frame of 1,000 locals counts as 63 calls
+// towards MaxCallDepth, so a recursion through it traps on the depth
+// bound after about 300 frames, where the original module grows wazero's
+// stack to its ceiling (hundreds of megabytes) before it overflows.
+func TestWideFramesCountForMore(t *testing.T) {
+	orig := wideRecursion()
+	inst, err := instrument(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := int(frameWeight(1 + 1000))
+	fits := uint64(MaxCallDepth/w - 1)
+	a, b := instantiate(t, orig), instantiate(t, inst)
+	want, err := a.ExportedFunction("f").Call(context.Background(), fits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.ExportedFunction("f").Call(context.Background(), fits); err != nil || got[0] != want[0] {
+		t.Fatalf("f(%d) = %v, %v; want %v", fits, got, err, want)
+	}
+	if _, err := b.ExportedFunction("f").Call(context.Background(), fits+2); err == nil {
+		t.Fatalf("f(%d) nested %d frames of weight %d without a trap", fits+2, fits+3, w)
+	}
+	if v := b.ExportedGlobal(InterruptExport).Get(); v != interruptDepth {
+		t.Fatalf("interrupt global %d after the trap, want %d (the depth bound)", v, interruptDepth)
 	}
 }
