@@ -43,13 +43,24 @@ func (b *Broker) fetch(req *kafkawire.Request, r *kmsg.FetchRequest) kafkawire.R
 	}}
 }
 
+// DefaultFetchMaxBytes is the default bound on one Fetch response's
+// record bytes, Kafka's fetch.max.bytes default (55 MiB).
+const DefaultFetchMaxBytes = 55 << 20
+
+func (b *Broker) fetchMaxBytes() int {
+	if b.cfg.FetchMaxBytes > 0 {
+		return b.cfg.FetchMaxBytes
+	}
+	return DefaultFetchMaxBytes
+}
+
 // fetchOnce reads every requested partition once. It returns the response,
 // the record bytes in it, and whether any partition failed.
 func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
 	resp := r.ResponseKind().(*kmsg.FetchResponse)
-	maxBytes := int(r.MaxBytes)
-	if r.Version < 3 || maxBytes <= 0 {
-		maxBytes = 1<<31 - 1
+	maxBytes := b.fetchMaxBytes()
+	if r.Version >= 3 && r.MaxBytes > 0 {
+		maxBytes = min(maxBytes, int(r.MaxBytes))
 	}
 	total, failed := 0, false
 	for _, rt := range r.Topics {

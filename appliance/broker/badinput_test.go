@@ -59,11 +59,17 @@ func (rc *rawConn) roundTrip(req kmsg.Request) kmsg.Response {
 }
 
 func produceRaw(rc *rawConn, topic string, batch []byte) kmsg.ProduceResponseTopicPartition {
+	return produceRawTo(rc, topic, 0, batch)
+}
+
+// produceRawTo produces batch to a partition with acks=all.
+func produceRawTo(rc *rawConn, topic string, partition int32, batch []byte) kmsg.ProduceResponseTopicPartition {
 	req := kmsg.NewPtrProduceRequest()
 	req.Version, req.Acks, req.TimeoutMillis = 9, -1, 5000
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition = partition
 	rp.Records = batch
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)

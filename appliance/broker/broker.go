@@ -44,6 +44,10 @@ type Config struct {
 	LogBase partlog.Config
 	// ValidateRecords walks every record of produced batches.
 	ValidateRecords bool
+	// FetchMaxBytes bounds the record bytes of one Fetch response,
+	// whatever the request asks (Kafka's fetch.max.bytes); 0 means
+	// DefaultFetchMaxBytes.
+	FetchMaxBytes int
 	// ProducerIDExpiration forgets idle producers (Kafka's
 	// producer.id.expiration.ms); default one day.
 	ProducerIDExpiration time.Duration

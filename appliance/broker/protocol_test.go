@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -186,5 +187,53 @@ func TestProducerStateFromRollSnapshot(t *testing.T) {
 	}
 	if sp := produceRaw(rc, "snap", batch(40)); sp.ErrorCode != 0 || sp.BaseOffset != 40 {
 		t.Fatalf("next batch: %+v", sp)
+	}
+}
+
+// TestFetchResponseIsBoundedByTheBroker: whatever a Fetch asks for, its
+// response carries at most the broker's fetch_max_bytes of records, and a
+// first batch larger than that still comes whole.
+func TestFetchResponseIsBoundedByTheBroker(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config, _ *storage.Config) { c.FetchMaxBytes = 64 << 10 })
+	if _, err := n.admin().CreateTopic(ctxT(t), 2, 1, nil, "big"); err != nil {
+		t.Fatal(err)
+	}
+	prod := dialRaw(t, n.addr)
+	value := string(bytes.Repeat([]byte("v"), 20<<10))
+	for p := range int32(2) {
+		for range 10 {
+			if sp := produceRawTo(prod, "big", p, goodBatch(t, value)); sp.ErrorCode != 0 {
+				t.Fatalf("produce: %+v", sp)
+			}
+		}
+	}
+	huge := value + value + value + value // one 80 KiB batch, above the bound
+	if sp := produceRawTo(prod, "big", 0, goodBatch(t, huge)); sp.ErrorCode != 0 {
+		t.Fatalf("produce: %+v", sp)
+	}
+	rc := dialRaw(t, n.addr)
+	fetch := func(offsets ...int64) *kmsg.FetchResponse {
+		r := fetchReq("big", 0, 1, 0)
+		r.MaxBytes = 1 << 30
+		r.Topics[0].Partitions = nil
+		for p, o := range offsets {
+			r.Topics[0].Partitions = append(r.Topics[0].Partitions, kmsg.FetchRequestTopicPartition{
+				Partition: int32(p), FetchOffset: o, PartitionMaxBytes: 1 << 30, CurrentLeaderEpoch: -1})
+		}
+		return rc.roundTrip(r).(*kmsg.FetchResponse)
+	}
+	resp := fetch(0, 0)
+	total := 0
+	for _, sp := range resp.Topics[0].Partitions {
+		total += len(sp.RecordBatches)
+	}
+	if total == 0 || total > 64<<10 {
+		t.Fatalf("a fetch asking for 1 GiB got %d bytes, want some and at most 64 KiB", total)
+	}
+	// The 80 KiB batch at offset 10 of partition 0 comes alone and whole.
+	resp = fetch(10)
+	b, err := record.Check(resp.Topics[0].Partitions[0].RecordBatches)
+	if err != nil || b.BaseOffset() != 10 || len(resp.Topics[0].Partitions[0].RecordBatches) < 80<<10 {
+		t.Fatalf("the batch above the bound: %v, %d bytes", err, len(resp.Topics[0].Partitions[0].RecordBatches))
 	}
 }

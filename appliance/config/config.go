@@ -159,6 +159,7 @@ type TLS struct {
 type Kafka struct {
 	MaxFrameSize       Size   `toml:"max_frame_size" min:"1KiB" max:"2147483647"`
 	MaxInflightPerConn int    `toml:"max_inflight_per_conn" min:"1"`
+	FetchMaxBytes      Size   `toml:"fetch_max_bytes" min:"1KiB" max:"2147483647"`
 	ValidateRecords    bool   `toml:"validate_records"`
 	ClusterID          string `toml:"cluster_id"`
 }

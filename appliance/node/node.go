@@ -669,6 +669,7 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 		TopicDefaults:            defaults,
 		LogBase:                  base,
 		ValidateRecords:          cfg.Kafka.ValidateRecords,
+		FetchMaxBytes:            int(cfg.Kafka.FetchMaxBytes),
 		ReadConcurrency:          cfg.IO.ReadConcurrency,
 		Logger:                   log,
 	}
