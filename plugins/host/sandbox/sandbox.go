@@ -264,6 +264,10 @@ type Module struct {
 // concurrent use.
 type Engine struct {
 	cfg Config
+	// validator checks a module's own bytes before they are rewritten for
+	// the interrupt guard; the interpreter validates as the compiler does,
+	// at a fraction of its cost.
+	validator wazero.Runtime
 
 	mu struct {
 		sync.Mutex
@@ -321,9 +325,12 @@ func (m *module) guarded(pages uint32) variant {
 func New(cfg Config) (*Engine, error) {
 	cfg.setDefaults()
 	e := &Engine{cfg: cfg}
+	e.validator = wazero.NewRuntimeWithConfig(context.Background(),
+		wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(pagesFor(cfg.MemoryLimitBytes)))
 	e.mu.tiers = map[tierKey]*tier{}
 	e.mu.modules = map[Digest]*module{}
 	if _, err := e.tier(context.Background(), e.defaultTier()); err != nil {
+		_ = e.validator.Close(context.Background())
 		return nil, err
 	}
 	return e, nil
@@ -410,27 +417,31 @@ func (e *Engine) Register(ctx context.Context, wasm []byte) (Module, error) {
 	if err != nil {
 		return Module{}, fmt.Errorf("register plugin %s: %w", d.Short(), err)
 	}
-	// The module's own bytes are compiled (and so validated) first, also
-	// when it runs instrumented: the rewrite adds a local, a label, types
-	// and an export, which code that names them (invalid before) would
-	// find.
-	cm, err := t.rt.CompileModule(ctx, wasm)
-	if err != nil {
-		return Module{}, fmt.Errorf("register plugin %s: %w: %w", d.Short(), ErrInvalidModule, err)
-	}
+	var cm wazero.CompiledModule
 	var instrumented []byte
 	var unguardable error // why the module cannot take the interrupt guard
 	if e.cfg.Guard == GuardInterrupt {
+		// The module's own bytes are validated first: the rewrite adds a
+		// local, a label, types and an export, which code that names
+		// them (invalid before) would find.
+		vcm, err := e.validator.CompileModule(ctx, wasm)
+		if err != nil {
+			return Module{}, fmt.Errorf("register plugin %s: %w: %w", d.Short(), ErrInvalidModule, err)
+		}
+		_ = vcm.Close(ctx)
 		if instrumented, err = instrument(wasm); err != nil {
 			unguardable, instrumented = err, nil
-		} else if icm, err := t.rt.CompileModule(ctx, instrumented); err != nil {
+		} else if cm, err = t.rt.CompileModule(ctx, instrumented); err != nil {
 			unguardable, instrumented = fmt.Errorf("the instrumented module does not compile: %w", err), nil
 		} else {
-			// The original's compilation, the trusted variant, is
-			// compiled again when a binding asks for it (a cache hit
-			// when the host has a cache directory).
-			_ = cm.Close(ctx)
-			cm, v = icm, variant{tier: v.tier, instrumented: true}
+			v.instrumented = true
+		}
+	}
+	if instrumented == nil {
+		// Under wazero's guard; or to be inspected (an ABI fault is
+		// named first) and refused as unguardable.
+		if cm, err = t.rt.CompileModule(ctx, wasm); err != nil {
+			return Module{}, fmt.Errorf("register plugin %s: %w: %w", d.Short(), ErrInvalidModule, err)
 		}
 	}
 	info, err := e.inspect(ctx, t, cm, sink)
@@ -537,6 +548,9 @@ func (e *Engine) Close(ctx context.Context) error {
 		m.close(ctx)
 	}
 	var errs []error
+	if err := e.validator.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close plugin validator: %w", err))
+	}
 	for _, t := range tiers {
 		if err := t.rt.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close plugin runtime: %w", err))
