@@ -157,11 +157,13 @@ type TLS struct {
 
 // Kafka is the [kafka] section: the Kafka protocol front end.
 type Kafka struct {
-	MaxFrameSize       Size   `toml:"max_frame_size" min:"1KiB" max:"2147483647"`
-	MaxInflightPerConn int    `toml:"max_inflight_per_conn" min:"1"`
-	FetchMaxBytes      Size   `toml:"fetch_max_bytes" min:"1KiB" max:"2147483647"`
-	ValidateRecords    bool   `toml:"validate_records"`
-	ClusterID          string `toml:"cluster_id"`
+	MaxFrameSize        Size   `toml:"max_frame_size" min:"1KiB" max:"2147483647"`
+	MaxInflightPerConn  int    `toml:"max_inflight_per_conn" min:"1"`
+	FetchMaxBytes       Size   `toml:"fetch_max_bytes" min:"1KiB" max:"2147483647"`
+	MaxConnections      int    `toml:"max_connections" min:"0"`
+	MaxConnectionsPerIP int    `toml:"max_connections_per_ip" min:"0"`
+	ValidateRecords     bool   `toml:"validate_records"`
+	ClusterID           string `toml:"cluster_id"`
 }
 
 // Flush is the [flush] section: group commit. All of it is reloadable.

@@ -253,7 +253,7 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	}
 	n.metrics.SetPartitionSource(n.partitionStats)
 	wcfg := kafkawire.Config{MaxFrameSize: int(cfg.Kafka.MaxFrameSize), MaxInflight: cfg.Kafka.MaxInflightPerConn, Logger: n.log,
-		Observer: wireObserver{n.metrics}}
+		Observer: wireObserver{n.metrics}, MaxConns: cfg.Kafka.MaxConnections, MaxConnsPerIP: cfg.Kafka.MaxConnectionsPerIP}
 	if n.kafkaLn != nil {
 		n.kafkaSrv = kafkawire.NewServer(ListenerKafka, n.brk, wcfg)
 		n.goServe("kafka listener", func() error { return n.kafkaSrv.Serve(context.Background(), n.kafkaLn) })

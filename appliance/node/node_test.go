@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +19,9 @@ import (
 	"github.com/eddybroker/eddy/appliance/config"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddybroker/eddy/transport/kafkawire"
 )
 
 // testConfig is the default config on loopback ports the kernel picks and a
@@ -138,6 +143,53 @@ func TestSecondNodeOnTheDataDirIsRefused(t *testing.T) {
 	}
 	if strings.Join(got, ",") != "one,two" {
 		t.Fatalf("records after the restart: %q", got)
+	}
+}
+
+// TestConnectionLimitPerIP: with kafka.max_connections_per_ip = 1, a
+// second connection from the same address is closed at once and counted
+// in the metrics; the first keeps being served.
+func TestConnectionLimitPerIP(t *testing.T) {
+	cfg := testConfig(t, t.TempDir())
+	if err := cfg.Set("kafka.max_connections_per_ip", "1", config.Flag); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, cfg)
+	ask := func(c net.Conn) error {
+		if _, err := c.Write(kafkawire.AppendRequest(nil, 1, nil, kmsg.NewPtrApiVersionsRequest())); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		_, err := kafkawire.ReadFrame(c, 1<<20)
+		return err
+	}
+	first, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	if err := ask(first); err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	second, err := net.Dial("tcp", n.KafkaAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	if err := ask(second); err == nil {
+		t.Fatal("a second connection from the same address was served")
+	}
+	if err := ask(first); err != nil {
+		t.Fatalf("first connection after the refusal: %v", err)
+	}
+	resp, err := http.Get("http://" + n.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `eddy_connections_refused_total{limit="max_connections_per_ip",transport="tcp"} 1`) {
+		t.Fatalf("no refusal in the metrics:\n%s", body)
 	}
 }
 

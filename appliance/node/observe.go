@@ -101,6 +101,9 @@ func transportOf(listener string) string {
 
 func (o wireObserver) ConnOpened(listener string) { o.m.ConnOpened(transportOf(listener)) }
 func (o wireObserver) ConnClosed(listener string) { o.m.ConnClosed(transportOf(listener)) }
+func (o wireObserver) ConnRefused(listener, limit string) {
+	o.m.ConnRefused(transportOf(listener), limit)
+}
 
 func (o wireObserver) Request(listener string, key int16, reqBytes, respBytes int, latency time.Duration) {
 	o.m.ObserveRequest(telemetry.Request{APIKey: key, Transport: transportOf(listener), ReqBytes: reqBytes, RespBytes: respBytes, Latency: latency})

@@ -62,6 +62,7 @@ type Metrics struct {
 	syncErrors      prometheus.Counter
 
 	conns     *prometheus.GaugeVec
+	refused   *prometheus.CounterVec
 	connsOpen *prometheus.CounterVec
 
 	pluginCalls    *prometheus.CounterVec
@@ -136,6 +137,7 @@ func New(opts Options) *Metrics {
 
 	m.conns = f.gaugeVec("connections", "Open client and peer connections, by transport.", "transport")
 	m.connsOpen = f.counterVec("connections_total", "Connections accepted, by transport.", "transport")
+	m.refused = f.counterVec("connections_refused_total", "Connections closed at once for a connection limit, by transport and limit.", "transport", "limit")
 
 	m.pluginCalls = f.counterVec("plugin_calls_total", "Plugin calls (one per record batch), by module digest and kind.", "digest", "kind")
 	m.pluginFailures = f.counterVec("plugin_failures_total", "Plugin calls that failed, by module digest, kind and reason (trap, timeout, memory, abi, open-circuit, ...).", "digest", "kind", "reason")
@@ -286,6 +288,12 @@ func (m *Metrics) ConnOpened(transport string) {
 	transport = orUnknown(transport)
 	m.connsOpen.WithLabelValues(transport).Inc()
 	m.conns.WithLabelValues(transport).Inc()
+}
+
+// ConnRefused records a connection closed at once for limit
+// ("max_connections" or "max_connections_per_ip").
+func (m *Metrics) ConnRefused(transport, limit string) {
+	m.refused.WithLabelValues(orUnknown(transport), limit).Inc()
 }
 
 // ConnClosed records the end of a connection ConnOpened recorded.

@@ -84,6 +84,11 @@ type Handler interface {
 type Config struct {
 	MaxFrameSize int // largest request frame; default 100 MiB
 	MaxInflight  int // requests read ahead of their responses; default 16
+	// MaxConns and MaxConnsPerIP bound a Server's connections (QUIC
+	// streams count each), in all and from one remote address; a
+	// connection beyond either is closed at once. 0: no bound.
+	MaxConns      int
+	MaxConnsPerIP int
 	// Receive bounds, with the other connections sharing it, the memory
 	// allocated for large frames before their bytes arrive; nil: a
 	// budget of DefaultReceiveBudget shared by the whole process.
@@ -96,6 +101,9 @@ type Config struct {
 type Observer interface {
 	ConnOpened(listener string)
 	ConnClosed(listener string)
+	// ConnRefused reports a connection closed at once for a limit
+	// ("max_connections" or "max_connections_per_ip").
+	ConnRefused(listener, limit string)
 	// Request reports one request: its API key, frame sizes and the time
 	// from reading the request to writing its response.
 	Request(listener string, key int16, reqBytes, respBytes int, latency time.Duration)

@@ -3,6 +3,7 @@ package kafkawire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,16 @@ type Server struct {
 	wg       sync.WaitGroup
 	active   atomic.Int64
 	accepted atomic.Uint64
+	refused  atomic.Uint64
+
+	mu    sync.Mutex
+	conns int            // served now
+	perIP map[string]int // served now, by remote address; only with MaxConnsPerIP
 }
+
+// ErrTooManyConns is returned by ServeConn for a connection beyond
+// Config.MaxConns or Config.MaxConnsPerIP.
+var ErrTooManyConns = errors.New("kafkawire: too many connections")
 
 // NewServer returns a server for handler on the named listener.
 func NewServer(listener string, h Handler, cfg Config) *Server {
@@ -74,9 +84,19 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // ServeConn serves one connection (a TCP connection or a QUIC stream) until
-// it ends or the server shuts down. It does not close c.
+// it ends or the server shuts down. It does not close c. A connection
+// beyond the configured limits is not served: ErrTooManyConns.
 func (s *Server) ServeConn(c net.Conn) error {
 	s.accepted.Add(1)
+	ip := remoteIP(c.RemoteAddr())
+	if limit := s.admit(ip); limit != "" {
+		s.refused.Add(1)
+		if o := s.Config.Observer; o != nil {
+			o.ConnRefused(s.Listener, limit)
+		}
+		return fmt.Errorf("%w: %s from %s reached (%s)", ErrTooManyConns, limit, ip, s.Listener)
+	}
+	defer s.release(ip)
 	s.active.Add(1)
 	defer s.active.Add(-1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -92,9 +112,59 @@ func (s *Server) ServeConn(c net.Conn) error {
 	return ServeConn(ctx, c, info, s.Handler, s.Config)
 }
 
-// Active returns the connections being served; Accepted counts all so far.
+// Active returns the connections being served; Accepted counts all so
+// far, Refused those closed at once for a limit.
 func (s *Server) Active() int64    { return s.active.Load() }
 func (s *Server) Accepted() uint64 { return s.accepted.Load() }
+func (s *Server) Refused() uint64  { return s.refused.Load() }
+
+// admit counts a connection from ip in, or names the limit it is beyond.
+func (s *Server) admit(ip string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.Config.MaxConns; m > 0 && s.conns >= m {
+		return "max_connections"
+	}
+	if m := s.Config.MaxConnsPerIP; m > 0 {
+		if s.perIP[ip] >= m {
+			return "max_connections_per_ip"
+		}
+		if s.perIP == nil {
+			s.perIP = map[string]int{}
+		}
+		s.perIP[ip]++
+	}
+	s.conns++
+	return ""
+}
+
+// release counts a connection admit let in out.
+func (s *Server) release(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conns--
+	if s.Config.MaxConnsPerIP > 0 {
+		if s.perIP[ip]--; s.perIP[ip] == 0 {
+			delete(s.perIP, ip)
+		}
+	}
+}
+
+// remoteIP is the address a connection's limit per IP counts it under.
+func remoteIP(a net.Addr) string {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.IP.String()
+	case *net.UDPAddr:
+		return a.IP.String()
+	case nil:
+		return ""
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	return a.String()
+}
 
 // Shutdown stops accepting, lets every connection finish the requests it
 // has read and write their responses, and waits for them (bounded by ctx).
