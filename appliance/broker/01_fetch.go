@@ -18,9 +18,9 @@ import (
 // fetches only".
 func (b *Broker) fetch(req *kafkawire.Request, r *kmsg.FetchRequest) kafkawire.Result {
 	ch := b.changed()
-	resp, n, failed := b.fetchOnce(r)
+	resp, n, full, failed := b.fetchOnce(r)
 	wait := time.Duration(r.MaxWaitMillis) * time.Millisecond
-	if failed || wait <= 0 || n >= int(r.MinBytes) {
+	if failed || full || wait <= 0 || n >= int(r.MinBytes) {
 		return kafkawire.Result{Response: resp}
 	}
 	return kafkawire.Result{Later: func() kmsg.Response {
@@ -30,13 +30,13 @@ func (b *Broker) fetch(req *kafkawire.Request, r *kmsg.FetchRequest) kafkawire.R
 			select {
 			case <-ch:
 			case <-timer.C:
-				resp, _, _ := b.fetchOnce(r)
+				resp, _, _, _ := b.fetchOnce(r)
 				return resp
 			case <-req.Ctx.Done():
 				return resp
 			}
 			ch = b.changed()
-			if resp, n, failed = b.fetchOnce(r); failed || n >= int(r.MinBytes) {
+			if resp, n, full, failed = b.fetchOnce(r); failed || full || n >= int(r.MinBytes) {
 				return resp
 			}
 		}
@@ -55,14 +55,16 @@ func (b *Broker) fetchMaxBytes() int {
 }
 
 // fetchOnce reads every requested partition once. It returns the response,
-// the record bytes in it, and whether any partition failed.
-func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool) {
-	resp := r.ResponseKind().(*kmsg.FetchResponse)
+// the record bytes in it, whether the response's size bound left out
+// records that are there (so waiting for min_bytes is pointless: a
+// min_bytes above the broker's bound is met by a full response), and
+// whether any partition failed.
+func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (resp *kmsg.FetchResponse, total int, full, failed bool) {
+	resp = r.ResponseKind().(*kmsg.FetchResponse)
 	maxBytes := b.fetchMaxBytes()
 	if r.Version >= 3 && r.MaxBytes > 0 {
 		maxBytes = min(maxBytes, int(r.MaxBytes))
 	}
-	total, failed := 0, false
 	for _, rt := range r.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic, st.TopicID = rt.Topic, rt.TopicID
@@ -81,6 +83,7 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 				sp.ErrorCode = codeUnknownLeaderEpoch
 			default:
 				limit := min(int(rp.PartitionMaxBytes), maxBytes-total)
+				bound := limit < int(rp.PartitionMaxBytes) // by the response's size
 				first := total == 0
 				if b.reads != nil {
 					b.reads <- struct{}{}
@@ -99,9 +102,11 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 				case len(res.Data) > limit && !first:
 					// Only the first partition with data may exceed the
 					// limits (KIP-74); the client comes back for this one.
+					full = full || bound
 				case res.Data != nil:
 					sp.RecordBatches = res.Data
 					total += len(res.Data)
+					full = full || (bound && nextOffset(res.Data) < res.HW)
 					if o := b.cfg.Observer; o != nil {
 						o.Fetched(t.meta.Name, record.CountRecords(res.Data), int64(len(res.Data)))
 					}
@@ -114,5 +119,19 @@ func (b *Broker) fetchOnce(r *kmsg.FetchRequest) (*kmsg.FetchResponse, int, bool
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
-	return resp, total, failed
+	return resp, total, full, failed
+}
+
+// nextOffset is the offset after the last batch of data (whole batches).
+func nextOffset(data []byte) int64 {
+	var next int64
+	for len(data) >= record.HeaderSize {
+		b := record.Batch(data)
+		next = b.LastOffset() + 1
+		if b.Size() < record.HeaderSize {
+			break
+		}
+		data = data[min(b.Size(), len(data)):]
+	}
+	return next
 }

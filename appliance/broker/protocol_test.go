@@ -237,3 +237,27 @@ func TestFetchResponseIsBoundedByTheBroker(t *testing.T) {
 		t.Fatalf("the batch above the bound: %v, %d bytes", err, len(resp.Topics[0].Partitions[0].RecordBatches))
 	}
 }
+
+// TestFetchMinBytesAboveTheBoundIsMetByAFullResponse: a Fetch whose
+// min_bytes is above the broker's response bound answers as soon as a
+// full response is there, not when max_wait runs out.
+func TestFetchMinBytesAboveTheBoundIsMetByAFullResponse(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config, _ *storage.Config) { c.FetchMaxBytes = 64 << 10 })
+	if _, err := n.admin().CreateTopic(ctxT(t), 1, 1, nil, "mb"); err != nil {
+		t.Fatal(err)
+	}
+	prod := dialRaw(t, n.addr)
+	value := string(bytes.Repeat([]byte("v"), 20<<10))
+	for range 10 {
+		if sp := produceRawTo(prod, "mb", 0, goodBatch(t, value)); sp.ErrorCode != 0 {
+			t.Fatalf("produce: %+v", sp)
+		}
+	}
+	rc := dialRaw(t, n.addr)
+	start := time.Now()
+	resp := rc.roundTrip(fetchReq("mb", 0, 100<<10, 30_000)).(*kmsg.FetchResponse)
+	got := len(resp.Topics[0].Partitions[0].RecordBatches)
+	if el := time.Since(start); el > 10*time.Second || got == 0 || got > 64<<10 {
+		t.Fatalf("min_bytes 100 KiB above a 64 KiB bound, 200 KiB there: answered after %v with %d bytes", el, got)
+	}
+}

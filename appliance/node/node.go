@@ -86,8 +86,11 @@ func LockDataDir(fsys vfs.FS, dir string) (io.Closer, error) {
 		return io.NopCloser(nil), nil
 	}
 	l, err := lk.Lock(filepath.Join(dir, dirLockFile))
-	if err != nil {
+	switch {
+	case errors.Is(err, vfs.ErrLocked):
 		return nil, fmt.Errorf("data dir %s is in use by another process (stop it, or give this node its own data dir): %w", dir, err)
+	case err != nil:
+		return nil, fmt.Errorf("lock data dir %s: %w", dir, err)
 	}
 	return l, nil
 }

@@ -146,6 +146,20 @@ func TestSecondNodeOnTheDataDirIsRefused(t *testing.T) {
 	}
 }
 
+// TestDataDirLockFailureIsNamed: a data directory whose lock file cannot
+// be opened (here it is a directory; in practice permissions or a
+// read-only filesystem) is reported as that, not as a directory in use.
+func TestDataDirLockFailureIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(dir+"/.lock", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Start(context.Background(), testConfig(t, dir), Options{Version: "test"})
+	if err == nil || strings.Contains(err.Error(), "in use") || !strings.Contains(err.Error(), "lock data dir "+dir) {
+		t.Fatalf("start with an unopenable lock file: %v", err)
+	}
+}
+
 // TestConnectionLimitPerIP: with kafka.max_connections_per_ip = 1, a
 // second connection from the same address is closed at once and counted
 // in the metrics; the first keeps being served.

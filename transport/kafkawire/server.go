@@ -24,10 +24,15 @@ type Server struct {
 	accepted atomic.Uint64
 	refused  atomic.Uint64
 
+	lastRefusalLog atomic.Int64 // unix ns
+
 	mu    sync.Mutex
 	conns int            // served now
 	perIP map[string]int // served now, by remote address; only with MaxConnsPerIP
 }
+
+// refusalLogInterval spaces the log lines about refused connections.
+const refusalLogInterval = 10 * time.Second
 
 // ErrTooManyConns is returned by ServeConn for a connection beyond
 // Config.MaxConns or Config.MaxConnsPerIP.
@@ -94,7 +99,15 @@ func (s *Server) ServeConn(c net.Conn) error {
 		if o := s.Config.Observer; o != nil {
 			o.ConnRefused(s.Listener, limit)
 		}
-		return fmt.Errorf("%w: %s from %s reached (%s)", ErrTooManyConns, limit, ip, s.Listener)
+		err := fmt.Errorf("%w: %s reached on %s, refusing a connection from %s", ErrTooManyConns, limit, s.Listener, ip)
+		// At most one line per interval: a flood of refusals is in the metrics.
+		if now := time.Now().UnixNano(); now-s.lastRefusalLog.Load() >= int64(refusalLogInterval) {
+			s.lastRefusalLog.Store(now)
+			if log := s.Config.Logger; log != nil {
+				log.Warn("connection refused", "err", err, "refused_so_far", s.refused.Load())
+			}
+		}
+		return err
 	}
 	defer s.release(ip)
 	s.active.Add(1)

@@ -652,7 +652,7 @@ func (m *Mem) Lock(name string) (io.Closer, error) {
 		m.locks = map[string]bool{}
 	}
 	if m.locks[name] {
-		return nil, fmt.Errorf("lock %s: already held", name)
+		return nil, fmt.Errorf("lock %s: %w", name, ErrLocked)
 	}
 	m.locks[name] = true
 	return memLock{m, name}, nil

@@ -143,7 +143,7 @@ func (osFS) Lock(name string) (io.Closer, error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if err == unix.EWOULDBLOCK {
-			return nil, fmt.Errorf("lock %s: held by another process", name)
+			return nil, fmt.Errorf("lock %s: %w", name, ErrLocked)
 		}
 		return nil, &os.PathError{Op: "flock", Path: name, Err: err}
 	}

@@ -146,6 +146,10 @@ func ReadFile(fsys FS, name string) ([]byte, error) {
 	return buf, nil
 }
 
+// ErrLocked is what Locker.Lock's error wraps when another holder has the
+// lock.
+var ErrLocked = errors.New("held by another process")
+
 // Locker is implemented by filesystems that can take an exclusive lock on a
 // file, held until the returned closer is closed.
 type Locker interface {
