@@ -190,23 +190,31 @@ func TestProducerStateFromRollSnapshot(t *testing.T) {
 	}
 }
 
-// TestFetchResponseIsBoundedByTheBroker: whatever a Fetch asks for, its
-// response carries at most the broker's fetch_max_bytes of records, and a
-// first batch larger than that still comes whole.
-func TestFetchResponseIsBoundedByTheBroker(t *testing.T) {
+// boundedFetchNode starts a broker whose Fetch responses carry at most
+// 64 KiB, with a topic of the given partitions holding ten 20 KiB batches
+// each; it returns the producing connection and the 20 KiB value.
+func boundedFetchNode(t *testing.T, topic string, partitions int32) (*testNode, *rawConn, string) {
 	n := startNode(t, t.TempDir(), func(c *Config, _ *storage.Config) { c.FetchMaxBytes = 64 << 10 })
-	if _, err := n.admin().CreateTopic(ctxT(t), 2, 1, nil, "big"); err != nil {
+	if _, err := n.admin().CreateTopic(ctxT(t), partitions, 1, nil, topic); err != nil {
 		t.Fatal(err)
 	}
 	prod := dialRaw(t, n.addr)
 	value := string(bytes.Repeat([]byte("v"), 20<<10))
-	for p := range int32(2) {
+	for p := range partitions {
 		for range 10 {
-			if sp := produceRawTo(prod, "big", p, goodBatch(t, value)); sp.ErrorCode != 0 {
+			if sp := produceRawTo(prod, topic, p, goodBatch(t, value)); sp.ErrorCode != 0 {
 				t.Fatalf("produce: %+v", sp)
 			}
 		}
 	}
+	return n, prod, value
+}
+
+// TestFetchResponseIsBoundedByTheBroker: whatever a Fetch asks for, its
+// response carries at most the broker's fetch_max_bytes of records, and a
+// first batch larger than that still comes whole.
+func TestFetchResponseIsBoundedByTheBroker(t *testing.T) {
+	n, prod, value := boundedFetchNode(t, "big", 2)
 	huge := value + value + value + value // one 80 KiB batch, above the bound
 	if sp := produceRawTo(prod, "big", 0, goodBatch(t, huge)); sp.ErrorCode != 0 {
 		t.Fatalf("produce: %+v", sp)
@@ -242,17 +250,7 @@ func TestFetchResponseIsBoundedByTheBroker(t *testing.T) {
 // min_bytes is above the broker's response bound answers as soon as a
 // full response is there, not when max_wait runs out.
 func TestFetchMinBytesAboveTheBoundIsMetByAFullResponse(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *Config, _ *storage.Config) { c.FetchMaxBytes = 64 << 10 })
-	if _, err := n.admin().CreateTopic(ctxT(t), 1, 1, nil, "mb"); err != nil {
-		t.Fatal(err)
-	}
-	prod := dialRaw(t, n.addr)
-	value := string(bytes.Repeat([]byte("v"), 20<<10))
-	for range 10 {
-		if sp := produceRawTo(prod, "mb", 0, goodBatch(t, value)); sp.ErrorCode != 0 {
-			t.Fatalf("produce: %+v", sp)
-		}
-	}
+	n, _, _ := boundedFetchNode(t, "mb", 1)
 	rc := dialRaw(t, n.addr)
 	start := time.Now()
 	resp := rc.roundTrip(fetchReq("mb", 0, 100<<10, 30_000)).(*kmsg.FetchResponse)
