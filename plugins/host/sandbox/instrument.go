@@ -83,7 +83,7 @@ func instrument(wasm []byte) ([]byte, error) {
 		r.i += n
 	}
 	globals := uint32(0)
-	hasGlobal := false
+	hasGlobal, hasMemory := false, false
 	start := int64(-1)
 	for _, s := range secs {
 		if s.id == 8 {
@@ -98,12 +98,7 @@ func instrument(wasm []byte) ([]byte, error) {
 		if s.id == 2 && importsGlobals(s.body) {
 			return nil, fmt.Errorf("%w: module imports globals", errInstrument)
 		}
-	}
-	hasMemory := false
-	for _, s := range secs {
-		if s.id == 5 {
-			hasMemory = true
-		}
+		hasMemory = hasMemory || s.id == 5
 	}
 	if !hasMemory {
 		return nil, fmt.Errorf("%w: the module defines no memory", errInstrument)
@@ -264,46 +259,42 @@ func (c checks) op(b []byte, op byte, idx uint32) []byte {
 	return binary.AppendUvarint(append(b, op), uint64(idx))
 }
 
-// tail ends an entry or loop check: when the countdown reached zero it
-// restarts it and visits Go, then traps if the interrupt flag is set.
-func (c checks) tail(b []byte) []byte {
-	b = append(b, 0x45, 0x04, 0x40)                   // i32.eqz; if
-	b = c.op(appendSLEB(append(b, 0x41), checkEvery), // i32.const checkEvery
-		0x21, c.l) // local.set $l
-	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0; memory.grow 0; drop
-	b = c.op(b, 0x23, c.gidx)                   // global.get $interrupt
-	b = append(b, 0x04, 0x40, 0x00, 0x0B)       // if unreachable end
-	return append(b, 0x0B)                      // end
+// tail ends an entry or loop check, the decremented countdown on the
+// stack: when it reached zero it restarts the countdown (set with setOp,
+// local.set or global.set, at idx) and visits Go, then traps if the
+// interrupt flag is set.
+func (c checks) tail(b []byte, setOp byte, idx uint32) []byte {
+	b = append(b, 0x45, 0x04, 0x40)                               // i32.eqz; if
+	b = c.op(appendSLEB(append(b, 0x41), checkEvery), setOp, idx) // i32.const checkEvery; set
+	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A)                   // i32.const 0; memory.grow 0; drop
+	b = c.op(b, 0x23, c.gidx)                                     // global.get $interrupt
+	b = append(b, 0x04, 0x40, 0x00, 0x0B)                         // if unreachable end
+	return append(b, 0x0B)                                        // end
 }
 
-// entry takes the countdown from its global, less one for this entry.
+// entry takes the countdown from its global into the local, less one for
+// this entry.
 func (c checks) entry(b []byte) []byte {
-	b = c.op(b, 0x23, c.gidx+1)       // global.get $countdown
-	b = append(b, 0x41, 0x01, 0x6B)   // i32.const 1; i32.sub
-	return c.tail(c.op(b, 0x22, c.l)) // local.tee $l
+	b = c.op(b, 0x23, c.gidx+1)                  // global.get $countdown
+	b = append(b, 0x41, 0x01, 0x6B)              // i32.const 1; i32.sub
+	return c.tail(c.op(b, 0x22, c.l), 0x21, c.l) // local.tee $l
 }
 
-// loop counts one loop iteration.
+// loop counts one loop iteration on the local.
 func (c checks) loop(b []byte) []byte {
-	b = c.op(b, 0x20, c.l)            // local.get $l
-	b = append(b, 0x41, 0x01, 0x6B)   // i32.const 1; i32.sub
-	return c.tail(c.op(b, 0x22, c.l)) // local.tee $l
+	b = c.op(b, 0x20, c.l)                       // local.get $l
+	b = append(b, 0x41, 0x01, 0x6B)              // i32.const 1; i32.sub
+	return c.tail(c.op(b, 0x22, c.l), 0x21, c.l) // local.tee $l
 }
 
 // globalEntry counts a function's entry on the countdown global itself,
 // for a function without loops (which keeps no local).
-func globalEntry(b []byte, gidx uint32) []byte {
-	c := checks{gidx: gidx}
-	b = c.op(b, 0x23, gidx+1)       // global.get $countdown
+func (c checks) globalEntry(b []byte) []byte {
+	b = c.op(b, 0x23, c.gidx+1)     // global.get $countdown
 	b = append(b, 0x41, 0x01, 0x6B) // i32.const 1; i32.sub
-	b = c.op(b, 0x24, gidx+1)       // global.set $countdown
-	b = c.op(b, 0x23, gidx+1)       // global.get $countdown
-	b = append(b, 0x45, 0x04, 0x40) // i32.eqz; if
-	b = c.op(appendSLEB(append(b, 0x41), checkEvery), 0x24, gidx+1)
-	b = append(b, 0x41, 0x00, 0x40, 0x00, 0x1A) // i32.const 0; memory.grow 0; drop
-	b = c.op(b, 0x23, gidx)                     // global.get $interrupt
-	b = append(b, 0x04, 0x40, 0x00, 0x0B)       // if unreachable end
-	return append(b, 0x0B)                      // end
+	b = c.op(b, 0x24, c.gidx+1)     // global.set $countdown
+	b = c.op(b, 0x23, c.gidx+1)     // global.get $countdown
+	return c.tail(b, 0x24, c.gidx+1)
 }
 
 // enter counts a call into a function that makes calls, of weight w (see
@@ -420,6 +411,9 @@ func funcSigs(secs []section) (imported uint32, sigs []funcType, ntypes uint32, 
 type body struct {
 	code   []byte // locals and instructions
 	locals int    // offset of the instructions in code
+	groups uint32 // local groups
+	count  uint64 // locals declared
+	slots  uint64 // the same, a v128 counting two
 	loops  bool   // has a loop
 	calls  bool   // has a call or call_indirect
 }
@@ -439,15 +433,19 @@ func readBodies(sec []byte, gidx, funcs uint32) ([]body, error) {
 		}
 		fr := reader{b: sec[r.i : r.i+size]}
 		r.i += size
-		groups := fr.u32()
-		for g := uint32(0); g < groups && fr.err == nil; g++ {
-			fr.u32()
-			fr.byte()
+		b := body{code: fr.b, groups: fr.u32()}
+		for g := uint32(0); g < b.groups && fr.err == nil; g++ {
+			n := uint64(fr.u32())
+			b.count += n
+			if fr.byte() == 0x7B { // v128
+				n *= 2
+			}
+			b.slots += n
 		}
 		if fr.err != nil {
 			return nil, fmt.Errorf("%w: function %d: locals", errInstrument, f)
 		}
-		b := body{code: fr.b, locals: fr.i}
+		b.locals = fr.i
 		for fr.i < len(fr.b) {
 			start := fr.i
 			op := fr.byte()
@@ -535,24 +533,14 @@ func instrumentCode(sec []byte, gidx, imported uint32, sigs []funcType, blockTyp
 // block instead and the code that follows it, run at every exit but a
 // return (which runs it first), hands back the countdown and the depth.
 func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func(uint32) bool) ([]byte, error) {
-	r := reader{b: b.code}
-	locals, slots := uint64(np), uint64(np)
-	groups := r.u32()
-	for g := uint32(0); g < groups && r.err == nil; g++ {
-		n := uint64(r.u32())
-		locals += n
-		if r.byte() == 0x7B { // v128
-			n *= 2
-		}
-		slots += n
-	}
+	locals := uint64(np) + b.count
 	if locals >= math.MaxUint32 {
 		return nil, fmt.Errorf("%w: too many locals", errInstrument)
 	}
 	c := checks{gidx: gidx, l: uint32(locals)}
-	w := frameWeight(slots)
+	w := frameWeight(uint64(np) + b.slots)
 	if b.loops {
-		code = binary.AppendUvarint(code, uint64(groups)+1)
+		code = binary.AppendUvarint(code, uint64(b.groups)+1)
 		code = append(code, b.code[(&reader{b: b.code}).skipU32():b.locals]...)
 		code = append(code, 0x01, 0x7F) // one i32
 	} else {
@@ -567,7 +555,7 @@ func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func
 	case b.loops:
 		code = c.load(code)
 	default:
-		code = globalEntry(code, gidx)
+		code = c.globalEntry(code)
 	}
 	exit := func(code []byte) []byte {
 		if b.loops {
@@ -579,6 +567,7 @@ func instrumentBody(code []byte, b body, gidx, np uint32, bt []byte, counts func
 		return code
 	}
 	code = append(append(code, 0x02), bt...) // block bt
+	r := reader{b: b.code, i: b.locals}
 	for r.i < len(b.code) {
 		start := r.i
 		op := r.byte()

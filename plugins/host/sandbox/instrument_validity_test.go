@@ -89,12 +89,12 @@ func TestRegisterRefusesCodeTheRewriteWouldMakeValid(t *testing.T) {
 	}
 }
 
-// TestInstrumentMultiValueImportsAndStart: the wrapper block type
+// TestInstrumentMultiValueAndStart: the wrapper block type
 // appended for a function with three results needs a two-byte s33 index
 // (70 types before it), a return from a nested if leaves through the exit
 // code, and the start function runs as _initialize; results equal the
 // original's.
-func TestInstrumentMultiValueImportsAndStart(t *testing.T) {
+func TestInstrumentMultiValueAndStart(t *testing.T) {
 	c := wasmgen.Const
 	var types []wasmgen.FuncType
 	for i := range 70 {

@@ -265,8 +265,8 @@ type Module struct {
 type Engine struct {
 	cfg Config
 	// validator checks a module's own bytes before they are rewritten for
-	// the interrupt guard; the interpreter validates as the compiler does,
-	// at a fraction of its cost.
+	// the interrupt guard (nil under GuardWazero); the interpreter
+	// validates as the compiler does, at a fraction of its cost.
 	validator wazero.Runtime
 
 	mu struct {
@@ -325,13 +325,14 @@ func (m *module) guarded(pages uint32) variant {
 func New(cfg Config) (*Engine, error) {
 	cfg.setDefaults()
 	e := &Engine{cfg: cfg}
-	e.validator = wazero.NewRuntimeWithConfig(context.Background(),
-		wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(pagesFor(cfg.MemoryLimitBytes)))
 	e.mu.tiers = map[tierKey]*tier{}
 	e.mu.modules = map[Digest]*module{}
 	if _, err := e.tier(context.Background(), e.defaultTier()); err != nil {
-		_ = e.validator.Close(context.Background())
 		return nil, err
+	}
+	if cfg.Guard == GuardInterrupt {
+		e.validator = wazero.NewRuntimeWithConfig(context.Background(),
+			wazero.NewRuntimeConfigInterpreter().WithMemoryLimitPages(pagesFor(cfg.MemoryLimitBytes)))
 	}
 	return e, nil
 }
@@ -548,8 +549,10 @@ func (e *Engine) Close(ctx context.Context) error {
 		m.close(ctx)
 	}
 	var errs []error
-	if err := e.validator.Close(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("close plugin validator: %w", err))
+	if e.validator != nil {
+		if err := e.validator.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close plugin validator: %w", err))
+		}
 	}
 	for _, t := range tiers {
 		if err := t.rt.Close(ctx); err != nil {
