@@ -191,7 +191,8 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 			break
 		}
 		start := time.Now()
-		if len(frame) < 2 || int16(binary.BigEndian.Uint16(frame)) != kmsg.Produce.Int16() {
+		produce := len(frame) >= 2 && int16(binary.BigEndian.Uint16(frame)) == kmsg.Produce.Int16()
+		if !produce {
 			<-st.committed // earlier produces take effect first
 		}
 		var it *item
@@ -199,7 +200,7 @@ func ServeConn(ctx context.Context, conn net.Conn, info ConnInfo, h Handler, cfg
 			break
 		}
 		// Only a Produce request's buffer comes back (see Handler).
-		if pooled != nil && int16(binary.BigEndian.Uint16(frame)) == kmsg.Produce.Int16() {
+		if pooled != nil && produce {
 			if it == nil {
 				frames.Put(pooled)
 			} else {

@@ -20,7 +20,6 @@ type Server struct {
 	stopping chan struct{}
 	once     sync.Once
 	wg       sync.WaitGroup
-	active   atomic.Int64
 	accepted atomic.Uint64
 	refused  atomic.Uint64
 
@@ -110,8 +109,6 @@ func (s *Server) ServeConn(c net.Conn) error {
 		return err
 	}
 	defer s.release(ip)
-	s.active.Add(1)
-	defer s.active.Add(-1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
@@ -127,7 +124,11 @@ func (s *Server) ServeConn(c net.Conn) error {
 
 // Active returns the connections being served; Accepted counts all so
 // far, Refused those closed at once for a limit.
-func (s *Server) Active() int64    { return s.active.Load() }
+func (s *Server) Active() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(s.conns)
+}
 func (s *Server) Accepted() uint64 { return s.accepted.Load() }
 func (s *Server) Refused() uint64  { return s.refused.Load() }
 
