@@ -1,64 +1,78 @@
-// Package bufpool keeps large byte buffers for reuse within a byte
-// budget. Without it every large batch a node handles (a Produce frame, a
-// transformed batch) costs an allocation, its zeroing and its garbage
-// collection.
+// Package bufpool keeps large byte buffers for reuse. Without it every
+// large batch a node handles (a Produce frame, a transformed batch) costs
+// an allocation, its zeroing and its garbage collection.
 package bufpool
 
-import "sync"
+import (
+	"sync"
+	"unsafe"
+)
 
-// Pool is a free list of buffers whose capacities are whole multiples of
-// a unit; rounding up keeps, for example, a 1 MiB batch's buffer at 1 MiB
-// and one unit. It holds at most its budget of free bytes: what a node
-// keeps when idle, and what it adds to the heap the collector paces itself
-// by. Demand beyond that allocates. It is safe for concurrent use.
+// steps is the number of size classes per doubling: a buffer is at most a
+// quarter larger than asked (plus the unit's rounding at the bottom).
+const steps = 4
+
+// maxClasses bounds the classes above the unit: 2^15 times it (2 GiB for
+// 64 KiB). Larger buffers are allocated and left to the collector.
+const maxClasses = 15 * steps
+
+// Pool recycles buffers in size classes: from the unit up, four classes
+// per doubling (1, 1.25, 1.5 and 1.75 times a power of two of the unit),
+// so a 1 MiB batch with its request header takes a 1.25 MiB buffer, not
+// 2 MiB. Each class is a sync.Pool: a node under load reuses the buffers
+// of the requests it has finished, whatever their number, and an idle
+// node's free buffers go back to the collector within two collections,
+// so what it keeps follows the load rather than a fixed budget. It is
+// safe for concurrent use.
 type Pool struct {
-	unit, budget int
-
-	mu    sync.Mutex
-	free  [][]byte
-	bytes int
+	unit    int
+	classes [maxClasses]sync.Pool // unsafe.Pointer to a buffer's first byte
 }
 
-// New returns a pool of buffers in multiples of unit bytes, keeping at
-// most budget bytes free.
-func New(unit, budget int) *Pool { return &Pool{unit: unit, budget: budget} }
+// New returns a pool of buffers of at least unit bytes.
+func New(unit int) *Pool { return &Pool{unit: unit} }
 
-// Get returns a buffer of length n, recycled when one large enough is
-// free, else new. Its bytes are unspecified.
-func (p *Pool) Get(n int) []byte {
-	p.mu.Lock()
-	for i := len(p.free) - 1; i >= 0; i-- {
-		if b := p.free[i]; cap(b) >= n {
-			last := len(p.free) - 1
-			p.free[i], p.free[last] = p.free[last], nil
-			p.free = p.free[:last]
-			p.bytes -= cap(b)
-			p.mu.Unlock()
-			return b[:n]
+// size is the capacity of class i's buffers.
+func (p *Pool) size(i int) int {
+	return p.unit * (steps + i%steps) << (i / steps) / steps
+}
+
+// classFor returns the smallest class holding n bytes, or -1 when n is
+// beyond the largest.
+func (p *Pool) classFor(n int) int {
+	for i := range maxClasses {
+		if p.size(i) >= n {
+			return i
 		}
 	}
-	p.mu.Unlock()
-	return make([]byte, n, (n+p.unit-1)/p.unit*p.unit)
+	return -1
 }
 
-// Put keeps b for a later Get while the free bytes stay within the
-// budget. The caller must not use b afterwards. A buffer put twice is
-// kept once: two Gets must never share one.
+// Get returns a buffer of length n whose bytes are unspecified: a
+// recycled one of n's class when there is one, else a new one of the
+// class's size.
+func (p *Pool) Get(n int) []byte {
+	i := p.classFor(n)
+	if i < 0 {
+		return make([]byte, n)
+	}
+	if v := p.classes[i].Get(); v != nil {
+		return unsafe.Slice((*byte)(v.(unsafe.Pointer)), p.size(i))[:n]
+	}
+	return make([]byte, n, p.size(i))
+}
+
+// Put hands b back for a later Get, in the largest class its capacity
+// holds (a buffer grown by append still serves). Buffers below the unit
+// are left to the collector. The caller must not use b afterwards, and
+// must put a buffer once: two Gets would share a buffer put twice.
 func (p *Pool) Put(b []byte) {
-	if cap(b) == 0 {
+	if cap(b) < p.unit {
 		return
 	}
-	b = b[:1]
-	p.mu.Lock()
-	for _, f := range p.free {
-		if &f[:1][0] == &b[0] {
-			p.mu.Unlock()
-			return
-		}
+	i := maxClasses - 1
+	for i > 0 && p.size(i) > cap(b) {
+		i--
 	}
-	if p.bytes+cap(b) <= p.budget {
-		p.free = append(p.free, b[:0])
-		p.bytes += cap(b)
-	}
-	p.mu.Unlock()
+	p.classes[i].Put(unsafe.Pointer(unsafe.SliceData(b[:1])))
 }

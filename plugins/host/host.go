@@ -109,7 +109,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("start plugin host: %w", err)
 	}
 	cfg.Config = e.Config()
-	return &Host{Engine: e, cfg: cfg, clock: cfg.Now, outs: bufpool.New(minPooledOutput, 16<<20)}, nil
+	return &Host{Engine: e, cfg: cfg, clock: cfg.Now, outs: bufpool.New(minPooledOutput)}, nil
 }
 
 // HostConfig returns the configuration with defaults filled in.

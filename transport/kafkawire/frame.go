@@ -244,6 +244,5 @@ func ParseResponse(frame []byte, resp kmsg.Response) (int32, error) {
 // it, allocating is as cheap as the pool.
 const minPooledFrame = 64 << 10
 
-// frames keeps buffers for large Produce requests, within 16 MiB of free
-// bytes (see bufpool).
-var frames = bufpool.New(minPooledFrame, 16<<20)
+// frames recycles the buffers of large Produce requests (see bufpool).
+var frames = bufpool.New(minPooledFrame)
