@@ -443,3 +443,32 @@ func TestKcatBalancedConsumers(t *testing.T) {
 		}
 	}
 }
+
+// TestWritebackFollowsTheFlushMode checks that appends start the disk
+// writing only where a flush will sync them: with flush.mode "os" the
+// kernel decides when to write.
+func TestWritebackFollowsTheFlushMode(t *testing.T) {
+	for mode, want := range map[string]int64{"group": 256 << 10, "interval": 256 << 10, "os": 0} {
+		cfg := testConfig(t, t.TempDir())
+		if err := cfg.Set("flush.mode", mode, config.Flag); err != nil {
+			t.Fatal(err)
+		}
+		if got := brokerConfig(cfg, nil, nil).LogBase.WritebackBytes; got != want {
+			t.Errorf("flush.mode %s: segments start writeback after %d bytes, want %d", mode, got, want)
+		}
+	}
+	cfg := testConfig(t, t.TempDir())
+	if err := cfg.Set("io.writeback_bytes", "0", config.Flag); err != nil {
+		t.Fatal(err)
+	}
+	if got := brokerConfig(cfg, nil, nil).LogBase.WritebackBytes; got != 0 {
+		t.Errorf("io.writeback_bytes 0: segments start writeback after %d bytes", got)
+	}
+	err := cfg.Set("io.writeback_bytes", "-4KiB", config.Flag)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "io.writeback_bytes") {
+		t.Errorf("io.writeback_bytes -4KiB: %v; want an error naming the key", err)
+	}
+}

@@ -58,6 +58,7 @@ type Config struct {
 	CanPreallocate   func(n int64) bool
 	DropCacheOnSeal  bool  // fadvise DONTNEED on sealed segments
 	WriteBufferBytes int64 // the cleaner's writes gather up to this; 0 means 1 MiB
+	WritebackBytes   int64 // appended bytes that start the device writing (segment.Options); 0 leaves it to the sync
 	VerifyReads      bool  // CRC-check every batch served
 	MaxUncompressed  int   // decompression bound for record scans
 
@@ -97,6 +98,7 @@ func (c *Config) segOpts() segment.Options {
 		PreallocateBytes:   c.PreallocateBytes,
 		CanPreallocate:     c.CanPreallocate,
 		DropCacheOnSeal:    c.DropCacheOnSeal,
+		WritebackBytes:     c.WritebackBytes,
 		VerifyReads:        c.VerifyReads,
 	}
 }
@@ -118,6 +120,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PreallocateBytes < 0 {
 		errs = append(errs, fmt.Errorf("preallocate bytes: %d is negative", c.PreallocateBytes))
+	}
+	if c.WritebackBytes < 0 {
+		errs = append(errs, fmt.Errorf("writeback bytes: %d is negative", c.WritebackBytes))
 	}
 	return errors.Join(errs...)
 }

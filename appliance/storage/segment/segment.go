@@ -71,6 +71,11 @@ type Options struct {
 	CanPreallocate func(n int64) bool
 	// DropCacheOnSeal advises the kernel to drop a sealed segment's pages.
 	DropCacheOnSeal bool
+	// WritebackBytes starts the device writing appended data once this
+	// many bytes of whole pages are waiting (sync_file_range), so the
+	// sync that makes them durable finds most of them written or on the
+	// way instead of starting them all; 0 leaves it all to the sync.
+	WritebackBytes int64
 	// VerifyReads checks the CRC of every batch a read returns.
 	VerifyReads bool
 }
@@ -90,6 +95,11 @@ type Segment struct {
 	temp string // suffix of every file name while the segment is being written elsewhere (".cleaned")
 
 	preallocOff atomic.Bool // preallocation failed once: not tried again
+
+	// Owned by the appending goroutine: where the next writeback starts,
+	// and whether writeback failed once (a hint: not tried again).
+	writebackFrom int64
+	writebackOff  bool
 
 	mu struct {
 		sync.RWMutex
@@ -194,6 +204,7 @@ func Open(fsys vfs.FS, dir string, base int64, opts Options) (*Segment, error) {
 		return nil, fmt.Errorf("open segment %s: %w: %d bytes exceeds the int32 position range", Name(base, ""), ErrCorrupt, size)
 	}
 	s.log = f
+	s.writebackFrom = size &^ (pageSize - 1)
 	s.mu.size = size
 	s.mu.next = base
 	s.mu.maxTS, s.mu.maxTSOffset, s.mu.firstTS = -1, -1, -1
@@ -335,6 +346,7 @@ func (s *Segment) Append(buf []byte, infos []BatchInfo) error {
 		}
 		return fmt.Errorf("append to segment %s: %w", Name(s.base, ""), err)
 	}
+	s.startWriteback(pos, pos+int64(len(buf)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.preallocEnd = preEnd
@@ -346,6 +358,31 @@ func (s *Segment) Append(buf []byte, infos []BatchInfo) error {
 	}
 	s.mu.size = pos
 	return nil
+}
+
+// pageSize is the unit writeback starts in: a partial last page is left
+// for the next append to fill, so no page is written twice for it.
+const pageSize = 4096
+
+// startWriteback starts the device writing the whole pages below end, of
+// an append of [pos, end), once WritebackBytes of them are waiting. It is
+// a hint: a file or filesystem without it, or a failure, turns it off for
+// the segment, and the sync that follows reports any error that matters.
+func (s *Segment) startWriteback(pos, end int64) {
+	if s.opts.WritebackBytes <= 0 || s.writebackOff {
+		return
+	}
+	// After a truncation the next append may start below the mark.
+	s.writebackFrom = min(s.writebackFrom, pos&^(pageSize-1))
+	end &^= pageSize - 1
+	if end-s.writebackFrom < s.opts.WritebackBytes {
+		return
+	}
+	if err := vfs.StartWriteback(s.log, s.writebackFrom, end-s.writebackFrom); err != nil {
+		s.writebackOff = true
+		return
+	}
+	s.writebackFrom = end
 }
 
 // indexBatchLocked updates the tail fields and indexes for a batch of size

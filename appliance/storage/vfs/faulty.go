@@ -152,6 +152,10 @@ func (f *faultyFile) Truncate(size int64) error {
 
 func (f *faultyFile) Preallocate(off, length int64) error { return Preallocate(f.File, off, length) }
 
+func (f *faultyFile) StartWriteback(off, length int64) error {
+	return StartWriteback(f.File, off, length)
+}
+
 func (f *faultyFile) Fadvise(off, length int64, a Advice) error {
 	return Fadvise(f.File, off, length, a)
 }

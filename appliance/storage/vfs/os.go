@@ -118,6 +118,13 @@ func (f osFile) Preallocate(off, length int64) error {
 	return nil
 }
 
+func (f osFile) StartWriteback(off, length int64) error {
+	if err := unix.SyncFileRange(int(f.Fd()), off, length, unix.SYNC_FILE_RANGE_WRITE); err != nil {
+		return &os.PathError{Op: "sync_file_range", Path: f.Name(), Err: err}
+	}
+	return nil
+}
+
 func (f osFile) Fadvise(off, length int64, a Advice) error {
 	adv := unix.FADV_NORMAL
 	switch a {

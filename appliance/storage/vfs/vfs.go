@@ -42,6 +42,14 @@ type Preallocator interface {
 	Preallocate(off, length int64) error
 }
 
+// Writebacker is implemented by files that can start writing a range of
+// their dirty pages to the device without waiting for it
+// (sync_file_range with SYNC_FILE_RANGE_WRITE). It makes nothing durable:
+// a later Sync still does that, with less left to write.
+type Writebacker interface {
+	StartWriteback(off, length int64) error
+}
+
 // Advice is a posix_fadvise hint.
 type Advice int
 
@@ -90,6 +98,15 @@ func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 func Preallocate(f File, off, length int64) error {
 	if p, ok := f.(Preallocator); ok {
 		return p.Preallocate(off, length)
+	}
+	return nil
+}
+
+// StartWriteback starts writing f's dirty pages in [off, off+length) to
+// the device when f supports it; otherwise it does nothing.
+func StartWriteback(f File, off, length int64) error {
+	if w, ok := f.(Writebacker); ok {
+		return w.StartWriteback(off, length)
 	}
 	return nil
 }

@@ -1,0 +1,165 @@
+package segment
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/eddybroker/eddy/appliance/storage/vfs"
+)
+
+// writebackFS records the ranges its files are asked to start writing,
+// and passes them on to the real files (or fails them, when refuse is set).
+type writebackFS struct {
+	vfs.FS
+	mu     sync.Mutex
+	ranges [][2]int64
+	refuse bool
+}
+
+type writebackFile struct {
+	vfs.File
+	fs *writebackFS
+}
+
+func (w *writebackFS) Create(name string) (vfs.File, error) {
+	f, err := w.FS.Create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &writebackFile{f, w}, nil
+}
+
+func (w *writebackFS) OpenRW(name string) (vfs.File, error) {
+	f, err := w.FS.OpenRW(name)
+	if err != nil {
+		return nil, err
+	}
+	return &writebackFile{f, w}, nil
+}
+
+func (f *writebackFile) StartWriteback(off, n int64) error {
+	f.fs.mu.Lock()
+	f.fs.ranges = append(f.fs.ranges, [2]int64{off, n})
+	refuse := f.fs.refuse
+	f.fs.mu.Unlock()
+	if refuse {
+		return errors.New("sync_file_range: not supported")
+	}
+	return vfs.StartWriteback(f.File, off, n)
+}
+
+func (w *writebackFS) taken() [][2]int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.ranges
+	w.ranges = nil
+	return r
+}
+
+// appendN appends n batches of about 10 KiB from offset base on.
+func appendN(t *testing.T, s *Segment, base int64, n int) int64 {
+	t.Helper()
+	for i := range int64(n) {
+		b, info := batchAt(t, base+i*10, 10, 1000, 1000)
+		if err := s.Append(b, []BatchInfo{info}); err != nil {
+			t.Fatalf("append at %d: %v", base+i*10, err)
+		}
+	}
+	return base + int64(n)*10
+}
+
+func TestAppendsStartWritebackOfWholePages(t *testing.T) {
+	fsys := &writebackFS{FS: vfs.OS}
+	dir := t.TempDir()
+	s, err := Create(fsys, dir, 0, Options{IndexIntervalBytes: 4096, WritebackBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	next := appendN(t, s, 0, 50) // about 500 KiB
+	ranges := fsys.taken()
+	if len(ranges) < 5 {
+		t.Fatalf("%d writebacks started for 500 KiB with a 64 KiB threshold: %v", len(ranges), ranges)
+	}
+	from := int64(0)
+	for _, r := range ranges {
+		switch {
+		case r[0] != from:
+			t.Fatalf("writeback %v does not start where the previous one ended (%d): %v", r, from, ranges)
+		case r[1] < 64<<10:
+			t.Fatalf("writeback %v is below the threshold", r)
+		case (r[0]+r[1])%pageSize != 0:
+			t.Fatalf("writeback %v ends inside a page", r)
+		case r[0]+r[1] > s.Size():
+			t.Fatalf("writeback %v reaches past the data (%d bytes)", r, s.Size())
+		}
+		from = r[0] + r[1]
+	}
+	if s.Size()-from >= 64<<10+pageSize {
+		t.Fatalf("%d bytes appended past the last writeback (at %d) and none started", s.Size()-from, from)
+	}
+
+	// A truncation moves the next writeback back to where appends resume.
+	if _, err := s.TruncateTo(200); err != nil {
+		t.Fatal(err)
+	}
+	cut := s.Size()
+	if cut >= from {
+		t.Fatalf("truncation to offset 200 left %d bytes, past the last writeback (%d)", cut, from)
+	}
+	appendN(t, s, 200, 10)
+	if r := fsys.taken(); len(r) == 0 || r[0][0] != cut&^(pageSize-1) {
+		t.Fatalf("after truncating to %d bytes, writebacks %v; want the first from %d", cut, r, cut&^(pageSize-1))
+	}
+
+	// A reopened segment starts from its end, not from its beginning.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(fsys, dir, 0, Options{IndexIntervalBytes: 4096, WritebackBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if err := s2.Unseal(); err != nil {
+		t.Fatal(err)
+	}
+	size := s2.Size()
+	appendN(t, s2, next, 10)
+	if r := fsys.taken(); len(r) == 0 || r[0][0] != size&^(pageSize-1) {
+		t.Fatalf("reopened at %d bytes, writebacks %v; want the first from %d", size, r, size&^(pageSize-1))
+	}
+}
+
+func TestWritebackIsAHint(t *testing.T) {
+	// Off: nothing is asked.
+	fsys := &writebackFS{FS: vfs.OS}
+	s, err := Create(fsys, t.TempDir(), 0, Options{IndexIntervalBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	appendN(t, s, 0, 30)
+	if r := fsys.taken(); len(r) != 0 {
+		t.Fatalf("writeback started with WritebackBytes 0: %v", r)
+	}
+
+	// A file that refuses is asked once; appends go on and the data is whole.
+	fsys = &writebackFS{FS: vfs.OS, refuse: true}
+	s, err = Create(fsys, t.TempDir(), 0, Options{IndexIntervalBytes: 4096, WritebackBytes: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	next := appendN(t, s, 0, 30)
+	if r := fsys.taken(); len(r) != 1 {
+		t.Fatalf("a refusing file was asked %d times: %v", len(r), r)
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.NextOffset(); err != nil || got != next {
+		t.Fatalf("next offset %d (%v) after the appends, want %d", got, err, next)
+	}
+}
