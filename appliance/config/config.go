@@ -224,9 +224,9 @@ type IO struct {
 	ReadConcurrency  int    `toml:"read_concurrency" min:"1" max:"4096" auto:"true"`
 	Fadvise          string `toml:"fadvise" enum:"drop-sealed|keep" auto:"true"`
 	WriteBufferBytes Size   `toml:"write_buffer_bytes" min:"4KiB" max:"64MiB" auto:"true"`
-	// WritebackBytes starts the disk writing appended data once this many
-	// bytes wait in a segment, ahead of the flush that syncs them; 0
-	// leaves the writing to the flush.
+	// WritebackBytes starts the disk writing appended data each time this
+	// many bytes have been appended to a segment; 0 leaves the writing to
+	// the flushes.
 	WritebackBytes Size `toml:"writeback_bytes" min:"0" max:"1GiB"`
 }
 

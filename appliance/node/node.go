@@ -642,9 +642,7 @@ func brokerConfig(cfg *config.Config, listeners map[string]string, log *slog.Log
 	base.PreallocateBytes = min(l.PreallocateBytes.Int64(), l.SegmentBytes.Int64())
 	base.DropCacheOnSeal = cfg.IO.Fadvise == "drop-sealed"
 	base.WriteBufferBytes = cfg.IO.WriteBufferBytes.Int64()
-	if cfg.Flush.Mode != "os" { // where the kernel decides, it decides when to write too
-		base.WritebackBytes = cfg.IO.WritebackBytes.Int64()
-	}
+	base.WritebackBytes = cfg.IO.WritebackBytes.Int64()
 	base.MaxUncompressed = max(int(cfg.Kafka.MaxFrameSize), 64<<20)
 	defaults := map[string]string{
 		"segment.bytes":          strconv.FormatInt(l.SegmentBytes.Int64(), 10),

@@ -444,20 +444,13 @@ func TestKcatBalancedConsumers(t *testing.T) {
 	}
 }
 
-// TestWritebackFollowsTheFlushMode checks that appends start the disk
-// writing only where a flush will sync them: with flush.mode "os" the
-// kernel decides when to write.
-func TestWritebackFollowsTheFlushMode(t *testing.T) {
-	for mode, want := range map[string]int64{"group": 256 << 10, "interval": 256 << 10, "os": 0} {
-		cfg := testConfig(t, t.TempDir())
-		if err := cfg.Set("flush.mode", mode, config.Flag); err != nil {
-			t.Fatal(err)
-		}
-		if got := brokerConfig(cfg, nil, nil).LogBase.WritebackBytes; got != want {
-			t.Errorf("flush.mode %s: segments start writeback after %d bytes, want %d", mode, got, want)
-		}
-	}
+// TestWritebackBytesReachesTheLogs checks io.writeback_bytes: its
+// default and 0 reach the partition logs, and a negative size is refused.
+func TestWritebackBytesReachesTheLogs(t *testing.T) {
 	cfg := testConfig(t, t.TempDir())
+	if got := brokerConfig(cfg, nil, nil).LogBase.WritebackBytes; got != 256<<10 {
+		t.Errorf("by default segments start writeback after %d bytes, want %d", got, 256<<10)
+	}
 	if err := cfg.Set("io.writeback_bytes", "0", config.Flag); err != nil {
 		t.Fatal(err)
 	}

@@ -98,9 +98,7 @@ func benchAppend(b *testing.B, mode flush.Mode, size, writers int) {
 	bufs := make([][]byte, writers)
 	for i := range logs {
 		cfg := partlog.DefaultConfig("")
-		if mode != flush.OS {
-			cfg.WritebackBytes = 256 << 10 // as a node does by default (io.writeback_bytes)
-		}
+		cfg.WritebackBytes = 256 << 10 // as a node does by default (io.writeback_bytes)
 		if logs[i], err = st.CreateLog(TopicPartition{"bench", int32(i)}, cfg); err != nil {
 			b.Fatal(err)
 		}

@@ -71,6 +71,9 @@ func (l *Log) appendNoWait(batch []byte, leaderEpoch int32) (*flush.Window, Appe
 		}
 		return nil, AppendResult{}, l.errf("append to", err)
 	}
+	if l.committer.Mode() != flush.OS { // with no flush to come, the kernel decides when to write
+		seg.StartWriteback()
+	}
 	l.mu.Lock()
 	l.mu.leo = last + 1
 	res := AppendResult{BaseOffset: base, LastOffset: last, LogStart: l.mu.logStart}

@@ -200,6 +200,7 @@ func (s *Segment) TruncateTo(offset int64) (int64, error) {
 	s.mu.Lock()
 	s.mu.loaded = false
 	s.mu.size = pos
+	s.writebackFrom = min(s.writebackFrom, pos&^(pageSize-1))
 	s.mu.Unlock()
 	if err := s.rebuild(pos); err != nil {
 		return 0, err

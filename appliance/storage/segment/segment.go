@@ -71,10 +71,9 @@ type Options struct {
 	CanPreallocate func(n int64) bool
 	// DropCacheOnSeal advises the kernel to drop a sealed segment's pages.
 	DropCacheOnSeal bool
-	// WritebackBytes starts the device writing appended data once this
-	// many bytes of whole pages are waiting (sync_file_range), so the
-	// sync that makes them durable finds most of them written or on the
-	// way instead of starting them all; 0 leaves it all to the sync.
+	// WritebackBytes is how many appended bytes StartWriteback lets
+	// gather before it starts the device writing them; 0 leaves it all
+	// to the sync.
 	WritebackBytes int64
 	// VerifyReads checks the CRC of every batch a read returns.
 	VerifyReads bool
@@ -96,8 +95,9 @@ type Segment struct {
 
 	preallocOff atomic.Bool // preallocation failed once: not tried again
 
-	// Owned by the appending goroutine: where the next writeback starts,
-	// and whether writeback failed once (a hint: not tried again).
+	// Owned by the appending goroutine (which also truncates): where the
+	// next writeback starts, and whether writeback failed once (a hint:
+	// not tried again).
 	writebackFrom int64
 	writebackOff  bool
 
@@ -346,7 +346,6 @@ func (s *Segment) Append(buf []byte, infos []BatchInfo) error {
 		}
 		return fmt.Errorf("append to segment %s: %w", Name(s.base, ""), err)
 	}
-	s.startWriteback(pos, pos+int64(len(buf)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mu.preallocEnd = preEnd
@@ -360,21 +359,26 @@ func (s *Segment) Append(buf []byte, infos []BatchInfo) error {
 	return nil
 }
 
-// pageSize is the unit writeback starts in: a partial last page is left
-// for the next append to fill, so no page is written twice for it.
+// pageSize is the unit of the page cache: writeback marks stay on a page
+// boundary, so the page an append ends in is written again with the rest
+// when the next appends fill it.
 const pageSize = 4096
 
-// startWriteback starts the device writing the whole pages below end, of
-// an append of [pos, end), once WritebackBytes of them are waiting. It is
-// a hint: a file or filesystem without it, or a failure, turns it off for
-// the segment, and the sync that follows reports any error that matters.
-func (s *Segment) startWriteback(pos, end int64) {
+// StartWriteback follows an append: once WritebackBytes have been
+// appended since the last writeback, it starts the device writing them,
+// up to the end of the data (sync_file_range), without waiting. The flush
+// that makes them durable then finds them written or on the way instead
+// of starting them all itself, after the committer has got round to it.
+// It is a hint: a file or filesystem without it, or a failure, turns it
+// off for the segment, and the sync that follows reports any error that
+// matters. The caller is the one appending.
+func (s *Segment) StartWriteback() {
 	if s.opts.WritebackBytes <= 0 || s.writebackOff {
 		return
 	}
-	// After a truncation the next append may start below the mark.
-	s.writebackFrom = min(s.writebackFrom, pos&^(pageSize-1))
-	end &^= pageSize - 1
+	s.mu.RLock()
+	end := s.mu.size
+	s.mu.RUnlock()
 	if end-s.writebackFrom < s.opts.WritebackBytes {
 		return
 	}
@@ -382,7 +386,7 @@ func (s *Segment) startWriteback(pos, end int64) {
 		s.writebackOff = true
 		return
 	}
-	s.writebackFrom = end
+	s.writebackFrom = end &^ (pageSize - 1)
 }
 
 // indexBatchLocked updates the tail fields and indexes for a batch of size

@@ -153,6 +153,9 @@ func (f *faultyFile) Truncate(size int64) error {
 func (f *faultyFile) Preallocate(off, length int64) error { return Preallocate(f.File, off, length) }
 
 func (f *faultyFile) StartWriteback(off, length int64) error {
+	if err := f.fs.check(OpWriteback, f.name, int(length)); err != nil {
+		return &fs.PathError{Op: "sync_file_range", Path: f.name, Err: err}
+	}
 	return StartWriteback(f.File, off, length)
 }
 

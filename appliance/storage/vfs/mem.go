@@ -20,7 +20,8 @@ var ErrCrashed = errors.New("vfs: simulated crash")
 type OpKind int
 
 // The mutating operations a Mem counts, crashes at and injects faults
-// into, and OpOpen, which only Faulty reports (opening an existing file).
+// into, and OpOpen and OpWriteback, which only Faulty reports (opening an
+// existing file; starting a file's writeback).
 const (
 	OpWrite OpKind = iota
 	OpSync
@@ -31,17 +32,18 @@ const (
 	OpSyncDir
 	OpMkdir
 	OpOpen
+	OpWriteback
 )
 
 func (k OpKind) String() string {
-	return [...]string{"write", "sync", "truncate", "create", "rename", "remove", "syncdir", "mkdir", "open"}[k]
+	return [...]string{"write", "sync", "truncate", "create", "rename", "remove", "syncdir", "mkdir", "open", "writeback"}[k]
 }
 
 // Op describes one mutating operation, as passed to an Injector.
 type Op struct {
 	Kind OpKind
 	Path string
-	Len  int // bytes, for writes
+	Len  int // bytes, for writes and writebacks
 }
 
 // Injector decides whether an operation fails; a nil result lets it run.
