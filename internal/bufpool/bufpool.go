@@ -70,9 +70,10 @@ func (p *Pool) Put(b []byte) {
 	if cap(b) < p.unit {
 		return
 	}
-	i := maxClasses - 1
-	for i > 0 && p.size(i) > cap(b) {
-		i--
+	// The largest class it holds: the one before the first it does not.
+	i := p.classFor(cap(b) + 1)
+	if i < 0 {
+		i = maxClasses
 	}
-	p.classes[i].Put(unsafe.Pointer(unsafe.SliceData(b[:1])))
+	p.classes[i-1].Put(unsafe.Pointer(unsafe.SliceData(b[:1])))
 }

@@ -65,6 +65,7 @@ func TestPutBuffersAreReused(t *testing.T) {
 func TestRecycledBufferKeepsItsLength(t *testing.T) {
 	p := New(64 << 10)
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	reused := 0
 	for range 10 {
 		b := p.Get(100 << 10)
 		p.Put(b[:3])
@@ -72,6 +73,12 @@ func TestRecycledBufferKeepsItsLength(t *testing.T) {
 		if len(g) != 110<<10 || cap(g) != 112<<10 {
 			t.Fatalf("Get(110 KiB) after Put: len %d cap %d, want %d and %d", len(g), cap(g), 110<<10, 112<<10)
 		}
+		if &g[0] == &b[0] {
+			reused++
+		}
 		p.Put(g)
+	}
+	if reused == 0 {
+		t.Fatal("a buffer put with length 3 never came back for a Get of its class")
 	}
 }

@@ -8,48 +8,33 @@ import (
 	"github.com/eddybroker/eddy/appliance/storage/vfs"
 )
 
-// writebackFS records the ranges its files are asked to start writing,
-// and passes them on to the real files (or fails them, when refuse is set).
-type writebackFS struct {
-	vfs.FS
+// writebacks wraps the real filesystem and records the ranges its files
+// are asked to start writing; with refuse set, it fails them instead.
+type writebacks struct {
+	*vfs.Faulty
 	mu     sync.Mutex
 	ranges [][2]int64
 	refuse bool
 }
 
-type writebackFile struct {
-	vfs.File
-	fs *writebackFS
+func newWritebacks(refuse bool) *writebacks {
+	w := &writebacks{Faulty: vfs.NewFaulty(vfs.OS), refuse: refuse}
+	w.SetInjector(func(op vfs.Op) error {
+		if op.Kind != vfs.OpWriteback {
+			return nil
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.ranges = append(w.ranges, [2]int64{op.Off, int64(op.Len)})
+		if w.refuse {
+			return errors.New("not supported")
+		}
+		return nil
+	})
+	return w
 }
 
-func (w *writebackFS) Create(name string) (vfs.File, error) {
-	f, err := w.FS.Create(name)
-	if err != nil {
-		return nil, err
-	}
-	return &writebackFile{f, w}, nil
-}
-
-func (w *writebackFS) OpenRW(name string) (vfs.File, error) {
-	f, err := w.FS.OpenRW(name)
-	if err != nil {
-		return nil, err
-	}
-	return &writebackFile{f, w}, nil
-}
-
-func (f *writebackFile) StartWriteback(off, n int64) error {
-	f.fs.mu.Lock()
-	f.fs.ranges = append(f.fs.ranges, [2]int64{off, n})
-	refuse := f.fs.refuse
-	f.fs.mu.Unlock()
-	if refuse {
-		return errors.New("sync_file_range: not supported")
-	}
-	return vfs.StartWriteback(f.File, off, n)
-}
-
-func (w *writebackFS) taken() [][2]int64 {
+func (w *writebacks) taken() [][2]int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.ranges
@@ -72,7 +57,7 @@ func appendN(t *testing.T, s *Segment, base int64, n int) int64 {
 }
 
 func TestAppendsStartWritebackEveryThreshold(t *testing.T) {
-	fsys := &writebackFS{FS: vfs.OS}
+	fsys := newWritebacks(false)
 	dir := t.TempDir()
 	s, err := Create(fsys, dir, 0, Options{IndexIntervalBytes: 4096, WritebackBytes: 64 << 10})
 	if err != nil {
@@ -134,7 +119,7 @@ func TestAppendsStartWritebackEveryThreshold(t *testing.T) {
 
 func TestWritebackIsAHint(t *testing.T) {
 	// Off: nothing is asked.
-	fsys := &writebackFS{FS: vfs.OS}
+	fsys := newWritebacks(false)
 	s, err := Create(fsys, t.TempDir(), 0, Options{IndexIntervalBytes: 4096})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +131,7 @@ func TestWritebackIsAHint(t *testing.T) {
 	}
 
 	// A file that refuses is asked once; appends go on and the data is whole.
-	fsys = &writebackFS{FS: vfs.OS, refuse: true}
+	fsys = newWritebacks(true)
 	s, err = Create(fsys, t.TempDir(), 0, Options{IndexIntervalBytes: 4096, WritebackBytes: 16 << 10})
 	if err != nil {
 		t.Fatal(err)

@@ -29,8 +29,12 @@ func (f *Faulty) SetInjector(in Injector) {
 }
 
 func (f *Faulty) check(kind OpKind, path string, n int) error {
+	return f.checkOp(Op{Kind: kind, Path: path, Len: n})
+}
+
+func (f *Faulty) checkOp(op Op) error {
 	if in := f.inject.Load(); in != nil {
-		return (*in)(Op{Kind: kind, Path: path, Len: n})
+		return (*in)(op)
 	}
 	return nil
 }
@@ -153,7 +157,7 @@ func (f *faultyFile) Truncate(size int64) error {
 func (f *faultyFile) Preallocate(off, length int64) error { return Preallocate(f.File, off, length) }
 
 func (f *faultyFile) StartWriteback(off, length int64) error {
-	if err := f.fs.check(OpWriteback, f.name, int(length)); err != nil {
+	if err := f.fs.checkOp(Op{Kind: OpWriteback, Path: f.name, Len: int(length), Off: off}); err != nil {
 		return &fs.PathError{Op: "sync_file_range", Path: f.name, Err: err}
 	}
 	return StartWriteback(f.File, off, length)

@@ -43,7 +43,8 @@ func (k OpKind) String() string {
 type Op struct {
 	Kind OpKind
 	Path string
-	Len  int // bytes, for writes and writebacks
+	Len  int   // bytes, for writes and writebacks
+	Off  int64 // where a writeback starts
 }
 
 // Injector decides whether an operation fails; a nil result lets it run.
