@@ -506,13 +506,13 @@ func forIdempotence(orig record.Batch, stored []byte) ([]byte, error) {
 		}, nil, 0, 0, orig.MaxTimestamp())
 		return out, err
 	}
+	// The host rebuilds a batch ending at its input's last sequence; a
+	// batch from elsewhere is set to and its checksum updated.
 	sb := record.Batch(stored)
-	seq := int64(orig.LastSequence()) - int64(sb.LastOffsetDelta())
-	if seq < 0 {
-		seq += 1 << 31 // sequences wrap at 2^31
+	if seq := record.BaseSequenceEnding(orig.LastSequence(), sb.LastOffsetDelta()); sb.BaseSequence() != seq {
+		sb.SetBaseSequence(seq)
+		sb.UpdateCRC()
 	}
-	sb.SetBaseSequence(int32(seq))
-	sb.UpdateCRC()
 	return stored, nil
 }
 

@@ -171,6 +171,18 @@ func (b Batch) LastSequence() int32 {
 	return int32(s)
 }
 
+// BaseSequenceEnding returns the base sequence of a batch whose last
+// record, lastOffsetDelta after its first, has sequence last: the inverse
+// of LastSequence, wrapping at int32 as Kafka does. A batch rebuilt with
+// fewer records keeps its producer's last sequence this way.
+func BaseSequenceEnding(last, lastOffsetDelta int32) int32 {
+	s := int64(last) - int64(lastOffsetDelta)
+	if s < 0 {
+		s += 1 << 31
+	}
+	return int32(s)
+}
+
 // RecordCount returns the recordCount field.
 func (b Batch) RecordCount() int32 { return int32(binary.BigEndian.Uint32(b[offRecordCount:])) }
 

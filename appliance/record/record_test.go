@@ -157,3 +157,21 @@ func TestLastSequenceWraps(t *testing.T) {
 		t.Fatalf("last sequence %d, want wrap to 1", got)
 	}
 }
+
+func TestBaseSequenceEndingInvertsLastSequence(t *testing.T) {
+	for _, c := range []struct{ last, delta, want int32 }{
+		{106, 3, 103},
+		{1, 3, 1<<31 - 2}, // wraps back across 2^31
+		{5, 0, 5},
+		{1<<31 - 1, 10, 1<<31 - 11},
+	} {
+		got := BaseSequenceEnding(c.last, c.delta)
+		if got != c.want {
+			t.Fatalf("BaseSequenceEnding(%d, %d) = %d, want %d", c.last, c.delta, got, c.want)
+		}
+		b, _ := Build(BatchOptions{BaseSequence: got}, sampleRecords(int(c.delta)+1))
+		if Batch(b).LastSequence() != c.last {
+			t.Fatalf("a batch of %d records from %d ends at %d, want %d", c.delta+1, got, Batch(b).LastSequence(), c.last)
+		}
+	}
+}

@@ -188,8 +188,10 @@ func TestFilterTransform(t *testing.T) {
 		if err != nil {
 			t.Fatalf("output batch: %v", err)
 		}
-		if out.ProducerID() != 42 || out.ProducerEpoch() != 3 || out.BaseSequence() != 100 || out.Codec() != codec || out.RecordCount() != 4 {
-			t.Fatalf("output header: pid %d epoch %d seq %d codec %v count %d", out.ProducerID(), out.ProducerEpoch(), out.BaseSequence(), out.Codec(), out.RecordCount())
+		// Seven records from sequence 100 in, four out: the output ends
+		// at the producer's last sequence, 106.
+		if out.ProducerID() != 42 || out.ProducerEpoch() != 3 || out.BaseSequence() != 103 || out.LastSequence() != 106 || out.Codec() != codec || out.RecordCount() != 4 {
+			t.Fatalf("output header: pid %d epoch %d seq %d..%d codec %v count %d", out.ProducerID(), out.ProducerEpoch(), out.BaseSequence(), out.LastSequence(), out.Codec(), out.RecordCount())
 		}
 		type got struct {
 			key, value string

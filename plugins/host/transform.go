@@ -267,6 +267,11 @@ func (b *builder) build(k int, bufs *[][]byte) ([]byte, error) {
 		ProducerEpoch: b.in.ProducerEpoch(),
 		BaseSequence:  b.in.BaseSequence(),
 	}
+	if opts.BaseSequence >= 0 {
+		// Records dropped from the batch leave its producer's last
+		// sequence where it was, the one idempotence accounts by.
+		opts.BaseSequence = record.BaseSequenceEnding(b.in.LastSequence(), rb.count-1)
+	}
 	if k > 0 {
 		opts.BaseOffset, opts.LeaderEpoch = 0, -1
 		opts.ProducerID, opts.ProducerEpoch, opts.BaseSequence = -1, -1, -1
