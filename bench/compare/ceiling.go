@@ -23,7 +23,7 @@ const chunk = 1 << 20
 
 // diskCeiling writes 1 MiB chunks sequentially to a new file in dir, each
 // followed by fdatasync, for d: the bandwidth of durable appends on that
-// disk.
+// disk, and the latency of each write with its sync.
 func diskCeiling(dir string, d time.Duration) (measure, error) {
 	path := filepath.Join(dir, "ceiling.dat")
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
@@ -35,18 +35,21 @@ func diskCeiling(dir string, d time.Duration) (measure, error) {
 	buf := make([]byte, chunk)
 	rand.Read(buf)
 	var n int64
+	var lats []float64 // milliseconds per write and its fdatasync
 	start := time.Now()
 	for time.Since(start) < d {
+		t := time.Now()
 		if _, err := f.Write(buf); err != nil {
 			return measure{}, fmt.Errorf("disk ceiling: write %s: %w", path, err)
 		}
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			return measure{}, fmt.Errorf("disk ceiling: fdatasync %s: %w", path, err)
 		}
+		lats = append(lats, float64(time.Since(t))/1e6)
 		n += chunk
 	}
 	el := time.Since(start).Seconds()
-	return measure{MBps: float64(n) / el / 1e6, RecPerS: float64(n/chunk) / el}, nil
+	return latencyMeasure(lats, float64(n)/el/1e6, float64(n/chunk)/el), nil
 }
 
 // ceilingIdentity is a TLS identity like a node's, made once per run.

@@ -60,6 +60,13 @@ type options struct {
 const natsVersion = "v2.15.2"
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == echoArg {
+		if err := echoServer(); err != nil {
+			fmt.Fprintln(os.Stderr, "compare: echo server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	log.SetFlags(log.Ltime)
 	log.SetPrefix("compare: ")
 	o, err := parseFlags(os.Args[1:])

@@ -113,7 +113,8 @@ func (h *harness) ceilingPhase() error {
 // 1 KiB records and measures produce latency open-loop at half of it;
 // likewise for end to end, at half the consumed rate of a closed-loop run
 // (a consumer fed faster than it reads measures its growing backlog, not
-// latency).
+// latency). The machine's floor at the produce rate (loopbackFloor) takes
+// turns with them.
 func (h *harness) latencyPhase() error {
 	s, err := h.newEddy("latency", "group")
 	if err != nil {
@@ -169,8 +170,9 @@ func (h *harness) latencyPhase() error {
 			return res.Produce.measure(), nil
 		}
 	}
-	res := h.alternate("at half the maximum rate", []contender{{"produce", open("produce")}, {"e2e", open("e2e")}})
-	lr.Produce, lr.E2E = res["produce"], res["e2e"]
+	floor := func() (measure, error) { return loopbackFloor(lr.Rate, 1024, h.o.duration) }
+	res := h.alternate("at half the maximum rate", []contender{{"produce", open("produce")}, {"e2e", open("e2e")}, {"floor", floor}})
+	lr.Produce, lr.E2E, lr.Floor = res["produce"], res["e2e"], res["floor"]
 	h.rep.latency = lr
 	return nil
 }
