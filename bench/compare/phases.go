@@ -179,9 +179,9 @@ func (h *harness) latencyPhase() error {
 
 // partitionsPhase measures, for each partition count on a fresh node, the
 // time to create the topic and write a record to each partition, the
-// node's memory when idle, and 1 KiB
-// produce throughput with keys spread over every partition, with the
-// memory peak under that load.
+// node's memory when idle, and 1 KiB produce throughput with keys spread
+// over every partition and without keys, with the memory peak under that
+// load.
 func (h *harness) partitionsPhase() error {
 	for _, n := range h.o.partitions {
 		pt := partPoint{Partitions: n}
@@ -218,35 +218,44 @@ func (h *harness) partitionsPoint(pt *partPoint) error {
 	}
 	log.Printf("%s: created and written in %.2fs, idle RSS %.1f MiB", plural(n, "partition"), pt.CreateSec, float64(pt.IdleRSS)/(1<<20))
 	keys := strconv.Itoa(max(100*n, 1000))
-	pt.Runs = h.alternate(plural(n, "partition"), []contender{{"produce", func() (measure, error) {
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				if rss, err := s.rss(); err == nil && rss > pt.LoadRSS {
-					pt.LoadRSS = rss
+	// Two workloads take turns: keyed records, a batch per partition
+	// in each request (one or a few records each with many partitions),
+	// and records without keys, which franz-go's default partitioner
+	// sends in batches of up to 64 KiB to one partition at a time.
+	produce := func(extra ...string) func() (measure, error) {
+		return func() (measure, error) {
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t := time.NewTicker(100 * time.Millisecond)
+				defer t.Stop()
+				for {
+					if rss, err := s.rss(); err == nil && rss > pt.LoadRSS {
+						pt.LoadRSS = rss
+					}
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+					}
 				}
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
+			}()
+			args := append([]string{"--topic", "partitions", "--partitions", strconv.Itoa(n),
+				"--duration", h.o.duration.String(), "--record-size", "1024", "--producers", strconv.Itoa(h.o.curveProducers),
+				"--max-buffered-records", strconv.Itoa(h.o.inflight)}, extra...)
+			res, err := h.eddyBench(s, "tcp", "produce", args...)
+			close(stop)
+			wg.Wait()
+			if err != nil {
+				return measure{}, err
 			}
-		}()
-		res, err := h.eddyBench(s, "tcp", "produce", "--topic", "partitions", "--partitions", strconv.Itoa(n), "--keys", keys,
-			"--duration", h.o.duration.String(), "--record-size", "1024", "--producers", strconv.Itoa(h.o.curveProducers),
-			"--max-buffered-records", strconv.Itoa(h.o.inflight))
-		close(stop)
-		wg.Wait()
-		if err != nil {
-			return measure{}, err
+			return res.Produce.measure(), nil
 		}
-		return res.Produce.measure(), nil
-	}}})["produce"]
+	}
+	res := h.alternate(plural(n, "partition"), []contender{{"keyed", produce("--keys", keys)}, {"unkeyed", produce()}})
+	pt.Runs, pt.Unkeyed = res["keyed"], res["unkeyed"]
 	return nil
 }
 

@@ -198,24 +198,28 @@ func (r *report) plots(dir string) ([]string, error) {
 	if l := r.latency; l != nil {
 		steps = append(steps, func() error {
 			return emit("latency.png", func(path string) error {
-				pr, e2e := bars{name: "produce"}, bars{name: "end to end"}
+				pr, e2e, floor := bars{name: "produce"}, bars{name: "end to end"}, bars{name: "loopback floor"}
 				for _, f := range []func(measure) float64{p50, p99, p999} {
 					pr.ys = append(pr.ys, statOf(l.Produce, f))
 					e2e.ys = append(e2e.ys, statOf(l.E2E, f))
+					floor.ys = append(floor.ys, statOf(l.Floor, f))
 				}
 				return barPlot(path, fmt.Sprintf("Latency at half the maximum (produce %.0f, end to end %.0f records/s), 1 KiB, durable", l.Rate, l.E2ERate), "ms",
-					[]string{"p50", "p99", "p99.9"}, pr, e2e)
+					[]string{"p50", "p99", "p99.9"}, pr, e2e, floor)
 			})
 		})
 	}
 	if len(r.parts) > 0 {
 		steps = append(steps, func() error {
 			return emit("partitions.png", func(path string) error {
-				s := series{name: "durable produce, 1 KiB"}
+				keyed, unkeyed := series{name: "durable produce, 1 KiB, keyed"}, series{name: "durable produce, 1 KiB, no keys"}
 				for _, pt := range r.parts {
-					s.add(float64(pt.Partitions), statOf(pt.Runs, mbps))
+					keyed.add(float64(pt.Partitions), statOf(pt.Runs, mbps))
+					if len(pt.Unkeyed) > 0 {
+						unkeyed.add(float64(pt.Partitions), statOf(pt.Unkeyed, mbps))
+					}
 				}
-				return linePlot(path, "Throughput against partitions", "partitions", "MB/s", true, s)
+				return linePlot(path, "Throughput against partitions", "partitions", "MB/s", true, keyed, unkeyed)
 			})
 		}, func() error {
 			return emit("memory.png", func(path string) error {
