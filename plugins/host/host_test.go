@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -397,9 +398,13 @@ func TestTransformReleaseRecyclesOnlyRebuiltBatches(t *testing.T) {
 	}
 	// The buffers are recycled through a sync.Pool, which may drop what it
 	// is given (a collection empties it, and the race detector drops a
-	// quarter of what it is handed): collections are held off, and a
-	// buffer coming back is asked for within a few tries.
+	// quarter of what it is handed) and keeps one buffer per P that only
+	// that P's Gets find: collections are held off, the test runs on one
+	// P (the release and the next rebuild may run on different goroutines,
+	// and so on different Ps), and a buffer coming back is asked for
+	// within a few tries.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	recs := benchRecords(2000) // about 200 KiB, every record redacted
 	in := kafkaBatch(t, record.CodecNone, recs)
 	var want []byte
