@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	psdisk "github.com/shirou/gopsutil/v3/disk"
+
 	"github.com/eddybroker/eddy/appliance/config"
 )
 
@@ -73,6 +75,10 @@ func TestDerivedSettingsPerHost(t *testing.T) {
 			},
 		},
 	}
+	// The hosts are fakes but the data directory is real: give it a
+	// filesystem with room for any segment, so the free-space cap (tested
+	// on its own below) does not follow the machine running the test.
+	withFreeSpace(t, 1<<40)
 	profiles := map[string]Profile{}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -118,6 +124,44 @@ func TestDerivedSettingsPerHost(t *testing.T) {
 		if a.Value == b.Value || b.Value == c.Value || a.Value == c.Value {
 			t.Errorf("%s: sd %s, ssd %s, nvme %s; want three different values", key, a.Value, b.Value, c.Value)
 		}
+	}
+}
+
+// withFreeSpace makes Discover see free bytes free (of ten times as many)
+// on the data directory's filesystem until the test ends.
+func withFreeSpace(t *testing.T, free uint64) {
+	t.Helper()
+	real := statfs
+	statfs = func(ctx context.Context, path string) (*psdisk.UsageStat, error) {
+		u, err := real(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		u.Total, u.Free = 10*free, free
+		return u, nil
+	}
+	t.Cleanup(func() { statfs = real })
+}
+
+func TestSegmentsAreCappedByTheFreeSpace(t *testing.T) {
+	// 40 GiB free: a 1 GiB segment would take more than 1/64 of it (640
+	// MiB, and segment sizes are powers of two).
+	withFreeSpace(t, 40<<30)
+	info, err := Discover(t.TempDir(), Options{Root: nvmeHost.build(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := Derive(info, nvmeCurve).Get(KeySegmentBytes)
+	if !ok || s.Value != "512MiB" || !strings.Contains(s.Rule, "capped at 1/64 of the free space") {
+		t.Fatalf("log.segment_bytes = %q (%s), want 512MiB capped at 1/64 of the free space", s.Value, s.Rule)
+	}
+	// Plenty of room: the device's own figure stands.
+	withFreeSpace(t, 1<<40)
+	if info, err = Discover(t.TempDir(), Options{Root: nvmeHost.build(t)}); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := Derive(info, nvmeCurve).Get(KeySegmentBytes); s.Value != "1GiB" || strings.Contains(s.Rule, "free space") {
+		t.Fatalf("log.segment_bytes = %q (%s) with 1 TiB free, want 1GiB", s.Value, s.Rule)
 	}
 }
 
