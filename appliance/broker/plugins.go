@@ -506,8 +506,8 @@ func forIdempotence(orig record.Batch, stored []byte) ([]byte, error) {
 		}, nil, 0, 0, orig.MaxTimestamp())
 		return out, err
 	}
-	// The host rebuilds a batch ending at its input's last sequence; a
-	// batch from elsewhere is set to and its checksum updated.
+	// The host rebuilds a batch ending at its input's last sequence; any
+	// other batch is renumbered to end there and its checksum updated.
 	sb := record.Batch(stored)
 	if seq := record.BaseSequenceEnding(orig.LastSequence(), sb.LastOffsetDelta()); sb.BaseSequence() != seq {
 		sb.SetBaseSequence(seq)

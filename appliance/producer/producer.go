@@ -98,10 +98,13 @@ func (s *State) Check(pid int64, epoch int16, firstSeq, lastSeq int32) Verdict {
 		return Verdict{Outcome: Accept}
 	}
 	for _, b := range e.Batches {
-		// A retry ends where a retained batch ends. Its first sequence is
-		// the stored one's, or earlier when a produce transform dropped
-		// records and the stored batch was renumbered to end there.
-		if b.LastSeq == lastSeq && seqNotAfter(firstSeq, b.FirstSeq) {
+		// A retry ends where a retained batch ends: within an epoch a
+		// producer's sequences only grow, so no other batch can. Its first
+		// sequence is the stored one's, or differs when a produce
+		// transform dropped or added records and the batch stored (which
+		// the state is rebuilt from after a restart) was renumbered to end
+		// there.
+		if b.LastSeq == lastSeq && seqNotAfter(firstSeq, lastSeq) {
 			return Verdict{Outcome: Duplicate, Original: b}
 		}
 	}

@@ -45,6 +45,32 @@ func TestSequenceRules(t *testing.T) {
 	}
 }
 
+// A batch a produce transform changed is stored renumbered to end at the
+// producer's last sequence, and after a restart the state is rebuilt from
+// what was stored: a retry of the producer's batch is a duplicate whether
+// the transform dropped records (the stored batch starts later) or added
+// some (it starts earlier).
+func TestRetryOfATransformedBatch(t *testing.T) {
+	for _, c := range []struct {
+		name          string
+		stored, first int32
+	}{
+		{"records dropped", 12, 10},
+		{"records added", 6, 10},
+		{"as sent", 10, 10},
+	} {
+		s := New()
+		s.Update(1, 0, meta(0, 9, 0))
+		s.Update(1, 0, meta(c.stored, 14, 10))
+		if v := s.Check(1, 0, c.first, 14); v.Outcome != Duplicate || v.Original.FirstOffset != 10 {
+			t.Fatalf("%s: retry of 10..14 stored as %d..14: %v (%s)", c.name, c.stored, v.Outcome, v.Reason)
+		}
+		if v := s.Check(1, 0, 15, 16); v.Outcome != Accept {
+			t.Fatalf("%s: the next batch: %v (%s)", c.name, v.Outcome, v.Reason)
+		}
+	}
+}
+
 func TestWindowOfFive(t *testing.T) {
 	s := New()
 	for i := int32(0); i < 7; i++ {

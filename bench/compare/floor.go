@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -155,7 +156,8 @@ func latencyMeasure(lats []float64, mbps, recps float64) measure {
 		return m
 	}
 	slices.Sort(lats)
-	at := func(q float64) float64 { return lats[min(len(lats)-1, int(q*float64(len(lats))))] }
+	// Nearest rank: the smallest value with at least q of them at or below.
+	at := func(q float64) float64 { return lats[max(0, int(math.Ceil(q*float64(len(lats))))-1)] }
 	m.P50, m.P99, m.P999, m.MaxLat = at(0.5), at(0.99), at(0.999), lats[len(lats)-1]
 	return m
 }

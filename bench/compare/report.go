@@ -176,7 +176,6 @@ func (r *report) ceiling(short string) *ceilRow {
 	return nil
 }
 
-// targets evaluates every target against what was measured.
 // latencyFloors describes the floors measured in this run under the
 // produce latency target: the disk's 1 MiB sync and the loopback floor at
 // the same rate (p99 medians); empty when neither ran.
@@ -194,6 +193,7 @@ func (r *report) latencyFloors() string {
 	return "; floors in this run: " + strings.Join(fs, ", ")
 }
 
+// targets evaluates every target against what was measured.
 func (r *report) targets() []target {
 	var ts []target
 	notMeasured := func(what, goal, why string) {
@@ -419,7 +419,7 @@ func (r *report) markdown(plots []string) string {
 			p("| %s | %s | %s | %s | %s | %s |\n", row.name, fmtStat(statOf(row.runs, p50), 2), fmtStat(statOf(row.runs, p99), 2),
 				fmtStat(statOf(row.runs, p999), 2), fmtStat(statOf(row.runs, maxl), 2), fmtStat(statOf(row.runs, recps), 0))
 		}
-		p("\nThe floors bound what any broker could show here: the echo server answers each write of records as soon as it has read it (nothing encoded, stored or synced), with at most %d writes unanswered as a producer keeps its requests; a durable acknowledgement also waits for a sync of the disk, whose own latency for 1 MiB is the last row.\n", floorInflight)
+		p("\nThe floors show what the machine itself adds at this load: the echo server answers each write of records as soon as it has read it (nothing encoded, stored or synced), with at most %d writes unanswered as a producer keeps its requests, so no broker could answer faster over this path; a durable acknowledgement also waits for a sync of the disk, and the last row is the disk's own latency for a 1 MiB write and its sync (a reference for a group commit of about that size, not a bound for smaller ones).\n", floorInflight)
 	}
 	if len(r.parts) > 0 {
 		p("\n## Partitions and memory\n\n")

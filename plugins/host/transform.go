@@ -50,8 +50,10 @@ func (t *Transformer) Status() PoolStatus { return t.pool.Status() }
 // record and the records emitted for the default route, with offset deltas
 // renumbered 0..n-1, timestamps kept (as deltas from the input's base
 // timestamp), and the input's base offset, leader epoch, attributes,
-// compression codec, producer id/epoch and base sequence. Out is nil when
-// no record remains. Routes[k-1] holds, built the same way but without
+// compression codec and producer id/epoch; its base sequence is set so that
+// its last record carries the input's last sequence (a producer's
+// sequences are accounted by each batch's last one). Out is nil when no
+// record remains. Routes[k-1] holds, built the same way but without
 // producer identity (producer id -1), what was emitted for route k.
 type Result struct {
 	Changed  bool
