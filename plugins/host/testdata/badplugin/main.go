@@ -11,6 +11,7 @@
 //	noisy   log and print a lot, then partition 0
 //	badinit refuse the configuration
 //	upper   (transform) replace every value by its upper-case form
+//	double  (transform) replace every record by two copies of it
 //	drop    (cleanup) drop every record of every closed segment
 package main
 
@@ -42,8 +43,13 @@ func init() {
 		return 0, nil
 	})
 	plugin.Transform(func(r plugin.Record, w *plugin.Writer) (plugin.Decision, error) {
-		if mode == "upper" {
+		switch mode {
+		case "upper":
 			w.WriteWithValue(r, bytes.ToUpper(r.Value()))
+			return plugin.Replace, nil
+		case "double":
+			w.WriteWithValue(r, r.Value())
+			w.WriteWithValue(r, r.Value())
 			return plugin.Replace, nil
 		}
 		if err := misbehave(); err != nil {
