@@ -35,7 +35,7 @@ func diskCeiling(dir string, d time.Duration) (measure, error) {
 	buf := make([]byte, chunk)
 	rand.Read(buf)
 	var n int64
-	var lats []float64 // milliseconds per write and its fdatasync
+	lats := newLatencyHist() // each write with its fdatasync
 	start := time.Now()
 	for time.Since(start) < d {
 		t := time.Now()
@@ -45,11 +45,11 @@ func diskCeiling(dir string, d time.Duration) (measure, error) {
 		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
 			return measure{}, fmt.Errorf("disk ceiling: fdatasync %s: %w", path, err)
 		}
-		lats = append(lats, float64(time.Since(t))/1e6)
+		recordLatency(lats, time.Since(t))
 		n += chunk
 	}
 	el := time.Since(start).Seconds()
-	return latencyMeasure(lats, float64(n)/el/1e6, float64(n/chunk)/el), nil
+	return histMeasure(lats, float64(n)/el/1e6, float64(n/chunk)/el), nil
 }
 
 // ceilingIdentity is a TLS identity like a node's, made once per run.

@@ -5,13 +5,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // echoArg, as the only argument, makes the program the echo server of
@@ -96,7 +97,7 @@ func loopbackFloor(rate float64, size int, d time.Duration) (measure, error) {
 	writes := make(chan write, floorInflight)
 	slots := make(chan struct{}, floorInflight) // one per unanswered write
 	failed := make(chan struct{})
-	lats := make([]float64, 0, total)
+	lats := newLatencyHist()
 	readErr := make(chan error, 1)
 	go func() {
 		ack := make([]byte, 4)
@@ -109,7 +110,7 @@ func loopbackFloor(rate float64, size int, d time.Duration) (measure, error) {
 			<-slots
 			now := time.Now()
 			for i := w.first; i < w.first+w.n; i++ {
-				lats = append(lats, float64(now.Sub(intended(i)))/1e6)
+				recordLatency(lats, now.Sub(intended(i)))
 			}
 		}
 		readErr <- nil
@@ -146,18 +147,23 @@ func loopbackFloor(rate float64, size int, d time.Duration) (measure, error) {
 		return measure{}, err
 	}
 	el := time.Since(start).Seconds()
-	return latencyMeasure(lats, float64(total*size)/el/1e6, float64(total)/el), nil
+	return histMeasure(lats, float64(total*size)/el/1e6, float64(total)/el), nil
 }
 
-// latencyMeasure summarises latencies in milliseconds with the rates.
-func latencyMeasure(lats []float64, mbps, recps float64) measure {
-	m := measure{MBps: mbps, RecPerS: recps}
-	if len(lats) == 0 {
-		return m
-	}
-	slices.Sort(lats)
-	// Nearest rank: the smallest value with at least q of them at or below.
-	at := func(q float64) float64 { return lats[max(0, int(math.Ceil(q*float64(len(lats))))-1)] }
-	m.P50, m.P99, m.P999, m.MaxLat = at(0.5), at(0.99), at(0.999), lats[len(lats)-1]
-	return m
+// newLatencyHist is a histogram of latencies in microseconds, from 1 µs
+// to an hour at three significant digits, the one every latency of the
+// report goes through.
+func newLatencyHist() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)
+}
+
+// recordLatency adds d to h, clamped to its range.
+func recordLatency(h *hdrhistogram.Histogram, d time.Duration) {
+	_ = h.RecordValue(min(max(d.Microseconds(), 1), h.HighestTrackableValue()))
+}
+
+// histMeasure is a measure with h's percentiles in milliseconds.
+func histMeasure(h *hdrhistogram.Histogram, mbps, recps float64) measure {
+	ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+	return measure{MBps: mbps, RecPerS: recps, P50: ms(50), P99: ms(99), P999: ms(99.9), MaxLat: float64(h.Max()) / 1000}
 }

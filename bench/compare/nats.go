@@ -180,7 +180,7 @@ func natsProduce(url string, size, producers int, d time.Duration, inflight int)
 	var firstErr atomic.Value
 	pubs := make([]*pub, producers)
 	for i := range pubs {
-		p := &pub{pending: map[*nats.Msg]time.Time{}, hist: hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)}
+		p := &pub{pending: map[*nats.Msg]time.Time{}, hist: newLatencyHist()}
 		if p.nc, err = nats.Connect(url); err != nil {
 			return measure{}, fmt.Errorf("connect producer %d to %s: %w", i, url, err)
 		}
@@ -192,8 +192,7 @@ func natsProduce(url string, size, producers int, d time.Duration, inflight int)
 				p.mu.Lock()
 				if sent, ok := p.pending[m]; ok {
 					delete(p.pending, m)
-					us := min(max(now.Sub(sent).Microseconds(), 1), int64(time.Hour/time.Microsecond))
-					p.hist.RecordValue(us)
+					recordLatency(p.hist, now.Sub(sent))
 					p.acked++
 					p.last = now
 				}
@@ -255,7 +254,7 @@ func natsProduce(url string, size, producers int, d time.Duration, inflight int)
 	if n := errCount.Load(); n > 0 {
 		return measure{}, fmt.Errorf("%d publishes failed; the first: %v", n, firstErr.Load())
 	}
-	all := hdrhistogram.New(1, int64(time.Hour/time.Microsecond), 3)
+	all := newLatencyHist()
 	var acked int64
 	last := start
 	for _, p := range pubs {
@@ -271,9 +270,5 @@ func natsProduce(url string, size, producers int, d time.Duration, inflight int)
 	if acked == 0 || el <= 0 {
 		return measure{}, errors.New("nothing was acknowledged")
 	}
-	ms := func(q float64) float64 { return float64(all.ValueAtQuantile(q)) / 1000 }
-	return measure{
-		MBps: float64(acked) * float64(size) / el / 1e6, RecPerS: float64(acked) / el,
-		P50: ms(50), P99: ms(99), P999: ms(99.9), MaxLat: float64(all.Max()) / 1000,
-	}, nil
+	return histMeasure(all, float64(acked)*float64(size)/el/1e6, float64(acked)/el), nil
 }
