@@ -134,10 +134,18 @@ func TestProduceFilterEndToEnd(t *testing.T) {
 	createTopic(t, n, "logs", 1, map[string]string{
 		"plugin.produce.transforms": ref,
 		"plugin.produce.config":     `{"drop_levels":["debug"],"redact":["password"]}`,
+		// The deadline is the filter's output, not its speed: under the
+		// race detector on two busy cores a 4,096-record call can take
+		// more than the default 100 ms of wall time, and each timeout
+		// (a retriable error) holds the partition back while franz-go
+		// refreshes its metadata, up to 5 s. Timeouts have their own
+		// tests (TestBadPluginsAreContained).
+		"plugin.produce.timeout.ms": "10000",
 	})
 	ctx := ctxT(t)
 	cl := tcpClient(t, n, kgo.DefaultProduceTopic("logs"), kgo.ProducerLinger(5*time.Millisecond))
 	const total = 100_000
+	start := time.Now()
 	var want []string
 	var wg sync.WaitGroup
 	var errOnce sync.Once
@@ -164,7 +172,13 @@ func TestProduceFilterEndToEnd(t *testing.T) {
 	}
 	wg.Wait()
 	if firstErr != nil {
-		t.Fatal(firstErr)
+		// The plugin's counters and state say whether calls timed out or
+		// the breaker opened, which is what a slow host turns into.
+		info := pluginInfo(t, n, ref)
+		t.Fatalf("%v (plugin %s: %+v, last error %q)", firstErr, info.State, info.Counters, info.LastError)
+	}
+	if info := pluginInfo(t, n, ref); testing.Verbose() {
+		t.Logf("produced in %v; plugin %s: %+v", time.Since(start), info.State, info.Counters)
 	}
 	got, offsets, empty := logValues(t, n, "logs")
 	if len(got) != len(want) {
