@@ -1,7 +1,7 @@
 // Package admin is the node's HTTP admin API: liveness (/healthz),
-// readiness (/readyz), Prometheus metrics (/metrics) and JSON endpoints
-// under /v1/ for the CLI and operators. It listens on 127.0.0.1:9644 by
-// default.
+// readiness (/readyz), Prometheus metrics (/metrics), JSON endpoints
+// under /v1/ for the CLI and operators, and, when enabled, Go's runtime
+// profiles under /debug/pprof/. It listens on 127.0.0.1:9644 by default.
 package admin
 
 import (
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 )
 
 // Status is what /v1/status reports.
@@ -58,8 +59,14 @@ var (
 // 16 MiB with a clearer message).
 const maxModuleBody = 17 << 20
 
+// Options choose the optional routes.
+type Options struct {
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/.
+	Pprof bool
+}
+
 // Handler returns the admin API's routes.
-func Handler(src Source) http.Handler {
+func Handler(src Source, o Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -85,6 +92,16 @@ func Handler(src Source) http.Handler {
 	}
 	if ps, ok := src.(PluginSource); ok {
 		pluginRoutes(mux, ps)
+	}
+	if o.Pprof {
+		// The index serves every named profile (heap, allocs, goroutine,
+		// block, mutex, ...) under its name; the others need handlers.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	return mux
 }

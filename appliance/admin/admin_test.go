@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,7 +25,7 @@ func (f *fakeSource) Metrics() http.Handler {
 
 func TestEndpoints(t *testing.T) {
 	src := &fakeSource{why: "recovering 3/10 partitions"}
-	srv := httptest.NewServer(Handler(src))
+	srv := httptest.NewServer(Handler(src, Options{}))
 	defer srv.Close()
 	get := func(path string) (*http.Response, string) {
 		resp, err := http.Get(srv.URL + path)
@@ -56,5 +57,37 @@ func TestEndpoints(t *testing.T) {
 	var st Status
 	if err := json.Unmarshal([]byte(body), &st); err != nil || resp.StatusCode != 200 || st.NodeID != 3 || !st.Ready {
 		t.Fatalf("status: %d %q %v", resp.StatusCode, body, err)
+	}
+}
+
+// TestPprofOnlyWhenEnabled: the runtime profiles are served when the option
+// is on and are absent otherwise.
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		srv := httptest.NewServer(Handler(&fakeSource{ready: true}, Options{Pprof: on}))
+		for path, want := range map[string]string{
+			"/debug/pprof/":                   "goroutine",
+			"/debug/pprof/heap?debug=1":       "heap profile:",
+			"/debug/pprof/goroutine?debug=1":  "goroutine profile:",
+			"/debug/pprof/profile?seconds=1":  "", // a binary CPU profile
+			"/debug/pprof/trace?seconds=0.05": "",
+		} {
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !on && resp.StatusCode != http.StatusNotFound:
+				t.Errorf("pprof off: %s answered %d", path, resp.StatusCode)
+			case on && (resp.StatusCode != http.StatusOK || len(body) == 0 || !strings.Contains(string(body), want)):
+				t.Errorf("pprof on: %s answered %d with %d bytes (want %q in them)", path, resp.StatusCode, len(body), want)
+			}
+		}
+		srv.Close()
 	}
 }

@@ -145,6 +145,9 @@ type QUICListener struct {
 // Admin is the [admin] section. An empty Addr disables the admin API.
 type Admin struct {
 	Addr string `toml:"addr" addr:"listen"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/ on the admin
+	// listener, for on-demand CPU, heap and goroutine profiles.
+	Pprof bool `toml:"pprof"`
 }
 
 // TLS is the [tls] section. Empty files mean the node's local CA.

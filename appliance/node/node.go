@@ -183,7 +183,7 @@ func (n *Node) start(ctx context.Context, cfg *config.Config) error {
 	}
 	// The admin API comes up first, so /readyz can say "recovering".
 	if cfg.Admin.Addr != "" {
-		if err := n.startAdmin(cfg.Admin.Addr); err != nil {
+		if err := n.startAdmin(cfg.Admin); err != nil {
 			return err
 		}
 	}
@@ -317,13 +317,13 @@ func (n *Node) goServe(what string, serve func() error) {
 	}()
 }
 
-func (n *Node) startAdmin(addr string) error {
-	ln, err := net.Listen("tcp", addr)
+func (n *Node) startAdmin(cfg config.Admin) error {
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on admin.addr %s: %w", addr, err)
+		return fmt.Errorf("listen on admin.addr %s: %w", cfg.Addr, err)
 	}
 	n.adminLn = ln
-	n.adminSrv = &http.Server{Handler: admin.Handler(n), ReadHeaderTimeout: 10 * time.Second}
+	n.adminSrv = &http.Server{Handler: admin.Handler(n, admin.Options{Pprof: cfg.Pprof}), ReadHeaderTimeout: 10 * time.Second}
 	n.goServe("admin listener", func() error {
 		if err := n.adminSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
