@@ -48,16 +48,25 @@ func (p *Pool) classFor(n int) int {
 	return -1
 }
 
+// spill is how many classes above n's a Get may take a free buffer from
+// when n's own class has none: at most half as large again as n's class.
+// Sizes that vary from request to request then share buffers instead of
+// each class allocating its own, and keeping them busy keeps them from
+// the collector, which empties a class left unused for two collections.
+const spill = 2
+
 // Get returns a buffer of length n whose bytes are unspecified: a
-// recycled one of n's class when there is one, else a new one of the
-// class's size.
+// recycled one of n's class or of one of the spill classes above when
+// there is one, else a new one of n's class's size.
 func (p *Pool) Get(n int) []byte {
 	i := p.classFor(n)
 	if i < 0 {
 		return make([]byte, n)
 	}
-	if v := p.classes[i].Get(); v != nil {
-		return unsafe.Slice((*byte)(v.(unsafe.Pointer)), p.size(i))[:n]
+	for j := i; j <= i+spill && j < maxClasses; j++ {
+		if v := p.classes[j].Get(); v != nil {
+			return unsafe.Slice((*byte)(v.(unsafe.Pointer)), p.size(j))[:n]
+		}
 	}
 	return make([]byte, n, p.size(i))
 }

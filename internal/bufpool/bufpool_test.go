@@ -56,6 +56,15 @@ func TestPutBuffersAreReused(t *testing.T) {
 	if got := reuses(p, 1<<20+5000, 1<<20+1); got != 0 {
 		t.Errorf("a buffer of 1 MiB and 5000 bytes was handed out for 1.25 MiB %d times", got)
 	}
+	// A free buffer up to two classes larger serves a Get whose own class
+	// has none; three classes larger is too wasteful.
+	p = New(64 << 10)
+	if got := reuses(p, 1536<<10, 1<<20); got < 50 {
+		t.Errorf("a 1.5 MiB buffer came back for 1 MiB in %d of 100 tries", got)
+	}
+	if got := reuses(p, 1792<<10, 1<<20); got != 0 {
+		t.Errorf("a 1.75 MiB buffer was handed out for 1 MiB %d times", got)
+	}
 	// Below the unit nothing is kept.
 	if got := reuses(p, 32<<10, 1); got != 0 {
 		t.Errorf("a 32 KiB buffer was kept in a 64 KiB pool (%d times)", got)
