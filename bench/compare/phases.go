@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -183,9 +184,25 @@ func (h *harness) latencyPhase() error {
 // over every partition and without keys, with the memory peak under that
 // load.
 func (h *harness) partitionsPhase() error {
+	// Rows above one partition take turns with a 1-partition topic on a
+	// node of its own, so that each ratio compares runs made minutes,
+	// and so periods of this machine, apart no more than its two sides.
+	var base *eddyServer
+	if slices.ContainsFunc(h.o.partitions, func(n int) bool { return n > 1 }) {
+		s, err := h.newEddy("partitions-base", "group")
+		if err != nil {
+			return err
+		}
+		defer h.retire(s)
+		base = s
+	}
 	for _, n := range h.o.partitions {
 		pt := partPoint{Partitions: n}
-		if err := h.partitionsPoint(&pt); err != nil {
+		b := base
+		if n == 1 {
+			b = nil
+		}
+		if err := h.partitionsPoint(&pt, b); err != nil {
 			pt.Err = err.Error()
 			h.rep.note("%s: %v", plural(n, "partition"), err)
 			log.Printf("%s: %v", plural(n, "partition"), err)
@@ -195,7 +212,10 @@ func (h *harness) partitionsPhase() error {
 	return nil
 }
 
-func (h *harness) partitionsPoint(pt *partPoint) error {
+// partitionsPoint measures one row of the partitions curve on a fresh
+// node; with base, each of its runs takes turns with the same workload
+// on a new 1-partition topic of base (deleted after the run).
+func (h *harness) partitionsPoint(pt *partPoint, base *eddyServer) error {
 	n := pt.Partitions
 	s, err := h.newEddy(fmt.Sprintf("partitions-%d", n), "group")
 	if err != nil {
@@ -217,45 +237,62 @@ func (h *harness) partitionsPoint(pt *partPoint) error {
 		return err
 	}
 	log.Printf("%s: created and written in %.2fs, idle RSS %.1f MiB", plural(n, "partition"), pt.CreateSec, float64(pt.IdleRSS)/(1<<20))
-	keys := strconv.Itoa(max(100*n, 1000))
+	keys := func(n int) string { return strconv.Itoa(max(100*n, 1000)) }
 	// Two workloads take turns: keyed records, a batch per partition
 	// in each request (one or a few records each with many partitions),
 	// and records without keys, which franz-go's default partitioner
 	// sends in batches of up to 64 KiB to one partition at a time.
-	produce := func(extra ...string) func() (measure, error) {
+	produce := func(srv *eddyServer, n int, keyed bool) func() (measure, error) {
 		return func() (measure, error) {
+			topic := "partitions"
+			if srv != s {
+				topic = h.nextTopic("partitions-base")
+			}
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				t := time.NewTicker(100 * time.Millisecond)
-				defer t.Stop()
-				for {
-					if rss, err := s.rss(); err == nil && rss > pt.LoadRSS {
-						pt.LoadRSS = rss
+			if srv == s {
+				wg.Go(func() {
+					t := time.NewTicker(100 * time.Millisecond)
+					defer t.Stop()
+					for {
+						if rss, err := s.rss(); err == nil && rss > pt.LoadRSS {
+							pt.LoadRSS = rss
+						}
+						select {
+						case <-stop:
+							return
+						case <-t.C:
+						}
 					}
-					select {
-					case <-stop:
-						return
-					case <-t.C:
-					}
-				}
-			}()
-			args := append([]string{"--topic", "partitions", "--partitions", strconv.Itoa(n),
+				})
+			}
+			args := []string{"--topic", topic, "--partitions", strconv.Itoa(n),
 				"--duration", h.o.duration.String(), "--record-size", "1024", "--producers", strconv.Itoa(h.o.curveProducers),
-				"--max-buffered-records", strconv.Itoa(h.o.inflight)}, extra...)
-			res, err := h.eddyBench(s, "tcp", "produce", args...)
+				"--max-buffered-records", strconv.Itoa(h.o.inflight)}
+			if keyed {
+				args = append(args, "--keys", keys(n))
+			}
+			res, err := h.eddyBench(srv, "tcp", "produce", args...)
 			close(stop)
 			wg.Wait()
+			if srv != s {
+				if derr := h.deleteTopic(srv, topic); err == nil {
+					err = derr
+				}
+			}
 			if err != nil {
 				return measure{}, err
 			}
 			return res.Produce.measure(), nil
 		}
 	}
-	res := h.alternate(plural(n, "partition"), []contender{{"keyed", produce("--keys", keys)}, {"unkeyed", produce()}})
+	cs := []contender{{"keyed", produce(s, n, true)}, {"unkeyed", produce(s, n, false)}}
+	if base != nil {
+		cs = []contender{{"1 partition, keyed", produce(base, 1, true)}, cs[0], {"1 partition, unkeyed", produce(base, 1, false)}, cs[1]}
+	}
+	res := h.alternate(plural(n, "partition"), cs)
 	pt.Runs, pt.Unkeyed = res["keyed"], res["unkeyed"]
+	pt.Base, pt.UnkeyedBase = res["1 partition, keyed"], res["1 partition, unkeyed"]
 	return nil
 }
 
