@@ -243,14 +243,15 @@ func (h *harness) partitionsPoint(pt *partPoint, base *eddyServer) error {
 	// and records without keys, which franz-go's default partitioner
 	// sends in batches of up to 64 KiB to one partition at a time.
 	produce := func(srv *eddyServer, n int, keyed bool) func() (measure, error) {
+		row := srv == s
 		return func() (measure, error) {
 			topic := "partitions"
-			if srv != s {
+			if !row {
 				topic = h.nextTopic("partitions-base")
 			}
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
-			if srv == s {
+			if row {
 				wg.Go(func() {
 					t := time.NewTicker(100 * time.Millisecond)
 					defer t.Stop()
@@ -275,7 +276,7 @@ func (h *harness) partitionsPoint(pt *partPoint, base *eddyServer) error {
 			res, err := h.eddyBench(srv, "tcp", "produce", args...)
 			close(stop)
 			wg.Wait()
-			if srv != s {
+			if !row {
 				if derr := h.deleteTopic(srv, topic); err == nil {
 					err = derr
 				}
@@ -292,7 +293,19 @@ func (h *harness) partitionsPoint(pt *partPoint, base *eddyServer) error {
 	}
 	res := h.alternate(plural(n, "partition"), cs)
 	pt.Runs, pt.Unkeyed = res["keyed"], res["unkeyed"]
-	pt.Base, pt.UnkeyedBase = res["1 partition, keyed"], res["1 partition, unkeyed"]
+	// Ratios pair the runs of one round; alternate drops a failed run,
+	// so a workload pairs only when every round of both sides succeeded.
+	paired := func(runs, base []measure) []measure {
+		if len(runs) != h.o.runs || len(base) != h.o.runs {
+			if base != nil {
+				h.rep.note("%s: a run failed, so the ratio is to the 1-partition row", plural(n, "partition"))
+			}
+			return nil
+		}
+		return base
+	}
+	pt.Base = paired(pt.Runs, res["1 partition, keyed"])
+	pt.UnkeyedBase = paired(pt.Unkeyed, res["1 partition, unkeyed"])
 	return nil
 }
 

@@ -64,7 +64,7 @@ type partPoint struct {
 }
 
 // pairedRatio is the median [min–max] of the per-round ratios of runs to
-// base, when every round has both; ok is false otherwise.
+// base (run i of each from round i); ok is false when they do not pair.
 func pairedRatio(runs, base []measure) (s stat, ok bool) {
 	if len(runs) == 0 || len(runs) != len(base) {
 		return stat{}, false
